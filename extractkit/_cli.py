@@ -1,0 +1,120 @@
+"""The `extractkit` command line (Typer). docs/cli.md is checked against this help text."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ._errors import ExtractError, UsageError
+from ._schema import BUILTIN_SCHEMAS, load_schema
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Turn messy text into typed JSON with a small local model.")
+schemas_app = typer.Typer(no_args_is_help=True, help="List and show the built-in schemas.")
+app.add_typer(schemas_app, name="schemas")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _read_inputs(files: List[str]) -> list[tuple[str, object]]:
+    """(source, text-or-error) pairs; unreadable files become per-input errors."""
+    if not files:
+        files = ["-"]
+    out: list[tuple[str, object]] = []
+    for name in files:
+        try:
+            data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+            out.append((name, data.decode("utf-8")))
+        except UnicodeDecodeError:
+            out.append((name, UsageError(f"{name} is not UTF-8 text")))
+        except OSError as exc:
+            out.append((name, UsageError(f"cannot read {name}: {exc.strerror}")))
+    return out
+
+
+@app.command()
+def extract(
+    files: List[str] = typer.Argument(None, help="Text files to extract from; '-' (default) reads stdin."),
+    schema: str = typer.Option(..., "--schema", "-s", help="Built-in name, module:Class, or a .json schema file."),
+    model: Optional[Path] = typer.Option(None, help="A transformers checkpoint folder (default: base model)."),
+    adapter: Optional[Path] = typer.Option(None, help="A LoRA adapter folder to apply."),
+    engine: str = typer.Option("llguidance", help="Grammar engine: llguidance, outlines_core or xgrammar."),
+    max_new_tokens: int = typer.Option(512, help="Output token budget per document."),
+    batch_size: int = typer.Option(8, help="Documents decoded together."),
+) -> None:
+    """Extract one JSON object per input file, printed as JSONL on stdout."""
+    from ._extractor import ExtractConfig, Extractor
+
+    try:
+        output = load_schema(schema)
+    except ExtractError as exc:
+        _fail(str(exc))
+    inputs = _read_inputs(files or [])
+    try:
+        extractor = Extractor.from_pretrained(model, adapter=adapter, engine=engine,
+                                              config=ExtractConfig(max_new_tokens=max_new_tokens,
+                                                                   batch_size=batch_size))
+        extractor.plan(output)
+    except ExtractError as exc:
+        _fail(str(exc))
+    texts = [t if isinstance(t, str) else "" for _, t in inputs]
+    results = extractor.extract_many(texts, output)
+    failed = 0
+    for (source, text), result in zip(inputs, results):
+        error = text if isinstance(text, ExtractError) else result.error
+        if error is None:
+            from ._surface import dump_json
+
+            typer.echo(dump_json(result.value, output.json_schema))
+        else:
+            failed += 1
+            typer.echo(f"error: {source}: {type(error).__name__}: {error}", err=True)
+            typer.echo(json.dumps({"_source": source, "_error": f"{type(error).__name__}: {error}",
+                                   "_raw": getattr(error, "raw", None)}, ensure_ascii=False))
+    typer.echo(f"{len(inputs) - failed} ok, {failed} failed", err=True)
+    raise typer.Exit(1 if failed else 0)
+
+
+@schemas_app.command("list")
+def schemas_list() -> None:
+    """Print the built-in schema names."""
+    for name, ref in sorted(BUILTIN_SCHEMAS.items()):
+        typer.echo(f"{name}\t{ref}")
+
+
+@schemas_app.command("show")
+def schemas_show(name: str = typer.Argument(..., help="Built-in name, module:Class or .json file.")) -> None:
+    """Print a schema's JSON Schema."""
+    try:
+        typer.echo(json.dumps(load_schema(name).json_schema, indent=2))
+    except ExtractError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def check(schema: str = typer.Argument(..., help="Built-in name, module:Class or .json file.")) -> None:
+    """Report per field what the grammar enforces, what is validated afterwards, what is unsupported."""
+    from ._surface import build_surface
+
+    try:
+        surface = build_surface(load_schema(schema).json_schema)
+    except ExtractError as exc:
+        _fail(str(exc))
+    typer.echo(f"{'field':<32} {'type':<18} {'enforced while decoding':<44} validated afterwards")
+    for f in surface.fields:
+        typer.echo(f"{f.path:<32} {f.type:<18} {'; '.join(f.enforced):<44} {'; '.join(f.validated) or '-'}")
+    for err in surface.unsupported:
+        typer.echo(f"{err.path:<32} {'UNSUPPORTED':<18} {err.args[0]}")
+    if surface.unsupported:
+        raise typer.Exit(1)
+
+
+def main() -> None:  # console-script entry point
+    app()

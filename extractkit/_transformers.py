@@ -1,0 +1,58 @@
+"""The transformers backend: a Hugging Face causal LM plus a grammar engine.
+
+This is the expensive object - weights, tokenizer tables, compiled grammars -
+built once and reused for every call. The core (`_extractor.py`) only sees the
+`Backend` protocol, so a test double can stand in for it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Sequence
+
+from ._constraint import DEFAULT_ENGINE, GrammarCache, load_engine
+from ._decode import Generation, generate_batch
+
+
+class TransformersBackend:
+    """Runs constrained greedy decoding on a loaded transformers model."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, engine: str = DEFAULT_ENGINE, name: str = "transformers"):
+        self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.vocab_size = model.get_output_embeddings().weight.shape[0]
+        self.engine = load_engine(engine, tokenizer, self.vocab_size)
+        self.grammars = GrammarCache(self.engine)
+        self.context_window = int(getattr(model.config, "max_position_embeddings", 8192))
+        self._lock = threading.Lock()  # one forward pass at a time on a shared model
+
+    @classmethod
+    def from_pretrained(cls, model: str | os.PathLike | None = None, *, adapter: str | os.PathLike | None = None,
+                        engine: str = DEFAULT_ENGINE, device: str | None = None,
+                        dtype: str = "float32") -> "TransformersBackend":
+        from ._model import load_model
+
+        loaded = load_model(model, adapter=adapter, device=device, dtype=dtype)
+        return cls(loaded.model, loaded.tokenizer, engine=engine,
+                   name=f"transformers:{loaded.path.name}" + (f"+{loaded.adapter.name}" if loaded.adapter else ""))
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text)["input_ids"])
+
+    def compile(self, regex: str) -> Any:
+        return self.grammars.get(regex)
+
+    def generate(self, prompts: Sequence[str], regex: str, *, max_new_tokens: int,
+                 batch_size: int) -> list[Generation]:
+        """Decode all prompts; batches are formed from prompts of similar length."""
+        compiled = self.compile(regex)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        results: list[Generation | None] = [None] * len(prompts)
+        for lo in range(0, len(order), batch_size):
+            chunk = order[lo: lo + batch_size]
+            with self._lock:
+                outs = generate_batch(self.model, self.tokenizer, compiled,
+                                      [prompts[i] for i in chunk], max_new_tokens)
+            for i, out in zip(chunk, outs):
+                results[i] = out
+        return results  # type: ignore[return-value]
