@@ -52,8 +52,11 @@ def extract(
     """Extract one JSON object per input file, printed as JSONL on stdout."""
     from ._extractor import ExtractConfig, Extractor
 
+    from ._surface import build_surface
+
     try:
         output = load_schema(schema)
+        build_surface(output.json_schema).require_supported()  # fail before loading a model
     except ExtractError as exc:
         _fail(str(exc))
     inputs = _read_inputs(files or [])

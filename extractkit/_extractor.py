@@ -40,7 +40,7 @@ class Backend(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
     def compile(self, regex: str) -> Any: ...
-    def generate(self, prompts: Sequence[str], regex: str, *, max_new_tokens: int,
+    def generate(self, prompts: Sequence[str], plan: "Plan", *, max_new_tokens: int,
                  batch_size: int) -> list[Any]: ...
 
 
@@ -140,7 +140,7 @@ class Extractor:
                 where.append(i)
             except InputError as exc:
                 results[i] = Result(index=i, error=exc)
-        generations = self.backend.generate(prompts, plan.surface.regex,
+        generations = self.backend.generate(prompts, plan,
                                             max_new_tokens=self.config.max_new_tokens,
                                             batch_size=self.config.batch_size) if prompts else []
         for i, gen in zip(where, generations):

@@ -42,10 +42,10 @@ class TransformersBackend:
     def compile(self, regex: str) -> Any:
         return self.grammars.get(regex)
 
-    def generate(self, prompts: Sequence[str], regex: str, *, max_new_tokens: int,
+    def generate(self, prompts: Sequence[str], plan: Any, *, max_new_tokens: int,
                  batch_size: int) -> list[Generation]:
-        """Decode all prompts; batches are formed from prompts of similar length."""
-        compiled = self.compile(regex)
+        """Decode all prompts under `plan`'s grammar; batches group prompts of similar length."""
+        compiled = self.compile(plan.surface.regex)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[Generation | None] = [None] * len(prompts)
         for lo in range(0, len(order), batch_size):

