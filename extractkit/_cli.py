@@ -46,7 +46,8 @@ def extract(
     model: Optional[Path] = typer.Option(None, help="A transformers checkpoint folder (default: base model)."),
     adapter: Optional[Path] = typer.Option(None, help="A LoRA adapter folder to apply."),
     engine: str = typer.Option("llguidance", help="Grammar engine: llguidance, outlines_core or xgrammar."),
-    max_new_tokens: int = typer.Option(512, help="Output token budget per document."),
+    max_new_tokens: Optional[int] = typer.Option(
+        None, help="Output token budget per document (default: the schema's longest output, at most 2048)."),
     batch_size: int = typer.Option(8, help="Documents decoded together."),
 ) -> None:
     """Extract one JSON object per input file, printed as JSONL on stdout."""

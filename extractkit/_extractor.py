@@ -27,7 +27,11 @@ T = TypeVar("T")
 class ExtractConfig:
     """How extraction runs; every field has a safe default."""
 
-    max_new_tokens: int = 512   # per document; running out raises TruncatedOutputError
+    # Output token budget per document. None: the longest output the schema's
+    # grammar allows (every token writes at least one character), capped at
+    # `max_new_tokens_cap`. Running out raises TruncatedOutputError.
+    max_new_tokens: int | None = None
+    max_new_tokens_cap: int = 2048
     batch_size: int = 8         # documents decoded together by extract_many
     bounds: Bounds = Bounds()   # limits for schema fields that set none
 
@@ -50,6 +54,7 @@ class Plan:
 
     schema: OutputSchema
     surface: Surface
+    max_new_tokens: int  # the budget for this schema (see ExtractConfig.max_new_tokens)
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,8 @@ class Extractor:
         surface = build_surface(output.json_schema, self.config.bounds)
         surface.require_supported()
         self.backend.compile(surface.regex)
-        plan = Plan(output, surface)
+        budget = self.config.max_new_tokens or min(surface.max_chars, self.config.max_new_tokens_cap)
+        plan = Plan(output, surface, budget)
         with self._lock:
             self._plans[key] = plan
         return plan
@@ -116,7 +122,7 @@ class Extractor:
         if not text.strip():
             raise InputError("input text is empty or only whitespace")
         prompt = render_prompt_for_schema(text, plan.schema.json_schema)
-        limit = self.backend.context_window - self.config.max_new_tokens
+        limit = self.backend.context_window - plan.max_new_tokens
         # Cheap character bound first: a token is at least one character here.
         if len(prompt) > limit and self.backend.count_tokens(prompt) > limit:
             raise InputError(f"input is too long: the prompt needs {self.backend.count_tokens(prompt)} tokens, "
@@ -141,7 +147,7 @@ class Extractor:
             except InputError as exc:
                 results[i] = Result(index=i, error=exc)
         generations = self.backend.generate(prompts, plan,
-                                            max_new_tokens=self.config.max_new_tokens,
+                                            max_new_tokens=plan.max_new_tokens,
                                             batch_size=self.config.batch_size) if prompts else []
         for i, gen in zip(where, generations):
             try:

@@ -60,6 +60,61 @@ _FORMATS = {
 }
 
 
+_JSON_UNSAFE = r'"\\\x00-\x1f'  # characters a JSON string cannot hold unescaped
+
+
+def _json_safe_pattern(pattern: str, cap: int) -> str:
+    """Make a user `pattern` safe inside a JSON string, and bounded.
+
+    A pattern is written for the *value*, but the grammar matches the JSON
+    *text*: `[^@]` or `.` would let the model write a closing quote and escape
+    the string. So negated classes and `.` also exclude quote, backslash and
+    control characters, and `\\s` becomes a plain space. Unbounded repeats
+    (`*`, `+`, `{n,}`) are capped at `cap` so decoding always ends.
+    """
+    body = pattern[1:] if pattern.startswith("^") else pattern
+    if body.endswith("$") and not body.endswith("\\$"):
+        body = body[:-1]
+    out, i, in_class, negated = [], 0, False, False
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body):
+            pair = body[i: i + 2]
+            if not in_class and pair == "\\s":
+                pair = " "
+            elif not in_class and pair == "\\S":
+                pair = f"[^\\s{_JSON_UNSAFE}]"
+            out.append(pair)
+            i += 2
+            continue
+        if in_class:
+            if ch == "]" and out[-1] not in ("[", "[^"):
+                in_class = False
+                out.append(f"{_JSON_UNSAFE}]" if negated else "]")
+            else:
+                out.append(ch)
+        elif ch == "[":
+            in_class, negated = True, body[i + 1: i + 2] == "^"
+            out.append("[^" if negated else "[")
+            i += 2 if negated else 1
+            continue
+        elif ch == ".":
+            out.append(f"[^{_JSON_UNSAFE}]")
+        elif ch in "*+":
+            out.append("{%d,%d}" % (0 if ch == "*" else 1, cap))
+            if body[i + 1: i + 2] == "?":
+                i += 1  # lazy and greedy match the same whole strings
+        elif ch == "{":
+            close = body.index("}", i)
+            lo, comma, hi = body[i + 1: close].partition(",")
+            out.append("{%s,%d}" % (lo, cap) if comma and not hi else body[i: close + 1])
+            i = close
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
+
+
 def _lit(text: str) -> str:
     """Escape a literal for the regex dialect shared by the three engines."""
     return re.sub(r"([\\.^$|?*+()\[\]{}])", r"\\\1", text)
@@ -82,6 +137,15 @@ class Surface:
     regex: str
     fields: list[FieldReport]
     unsupported: list[SchemaError]
+
+    @property
+    def max_chars(self) -> int:
+        """The length of the longest text the regex matches (all repeats are bounded)."""
+        try:
+            from re import _parser as sre
+        except ImportError:  # pragma: no cover - Python < 3.11
+            import sre_parse as sre  # type: ignore[no-redef]
+        return int(sre.parse(self.regex).getwidth()[1])
 
     def require_supported(self) -> None:
         if self.unsupported:
@@ -199,12 +263,11 @@ class _Builder:
             return f'"{regex}"'
         validated = [f"format {fmt!r}"] if fmt else []
         if pattern is not None:
-            body = pattern[1:] if pattern.startswith("^") else pattern
-            body = body[:-1] if body.endswith("$") and not body.endswith("\\$") else body
+            cap = int(s.get("maxLength", self.bounds.max_string))
             if "maxLength" in s or "minLength" in s:
                 validated.append("length")
-            self.report(path, "string", [f"pattern {pattern} (anchored)"], validated)
-            return f'"({body})"'
+            self.report(path, "string", [f"pattern {pattern} (anchored, repeats <= {cap})"], validated)
+            return f'"({_json_safe_pattern(pattern, cap)})"'
         lo, hi = int(s.get("minLength", 0)), int(s.get("maxLength", self.bounds.max_string))
         where = "schema" if "maxLength" in s else "default"
         self.report(path, "string", [f"{lo}..{hi} characters ({where} bound)"], validated)

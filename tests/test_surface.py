@@ -153,3 +153,21 @@ def test_report_says_what_is_enforced_and_what_is_validated_after():
     assert "ISO date YYYY-MM-DD" in fields["day"].enforced
     assert fields["pet.lives"].validated == ["range"]
     assert any("0..10 characters" in e for e in fields["name"].enforced)
+
+
+def test_user_patterns_cannot_break_out_of_the_json_string():
+    class Loose(BaseModel):
+        email: str = Field(pattern=r"^[^@]+@.+$")
+        note: str = Field(max_length=5)
+
+    regex = surface(Loose).regex
+    assert re.fullmatch(regex, '{"email":"a@b","note":"x"}')
+    assert not re.fullmatch(regex, '{"email":"a","note":"@b","note":"x"}')  # quote inside the pattern
+    assert not re.fullmatch(regex, '{"email":"a@b' + "c" * 500 + '","note":"x"}')  # repeats are capped
+
+
+def test_max_chars_bounds_every_output():
+    s = surface(Receipt)
+    longest = s.max_chars
+    assert 500 < longest < 20000
+    assert len(minimal_match(s.regex)) <= longest
