@@ -148,6 +148,7 @@ def load_model(model: str | os.PathLike | None = None, *, adapter: str | os.Path
         raise ModelLoadError(f"{path} is not a transformers checkpoint (no config.json)")
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()  # a cached load takes seconds; no bar needed
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
@@ -155,6 +156,7 @@ def load_model(model: str | os.PathLike | None = None, *, adapter: str | os.Path
         raise ModelLoadError(f"cannot load the model at {path}: {exc}") from exc
     finally:
         transformers.logging.set_verbosity(verbosity)
+        transformers.logging.enable_progress_bar()
     adapter_path = Path(adapter) if adapter is not None else None
     if adapter_path is not None:
         hf_model = _attach_adapter(hf_model, adapter_path)

@@ -42,9 +42,14 @@ class OutlinesCoreEngine:
 
         tokenizer = TransformerTokenizer(hf_tokenizer)
         self.eos_token_id = hf_tokenizer.eos_token_id
+        # outlines keeps special tokens (<pad>, <bos>, ...) in the vocabulary under
+        # their literal text, so "<pad>" could be written inside a JSON string. They
+        # never decode to that text: leave them out (EOS is added back by outlines_core).
+        special = set(hf_tokenizer.all_special_ids) | {
+            i for i, added in hf_tokenizer.added_tokens_decoder.items() if added.special}
+        vocab = {tok: i for tok, i in tokenizer.get_vocab().items() if i not in special}
         self.vocabulary = OutlinesCoreBackend.create_outlines_core_vocabulary(
-            tokenizer.get_vocab(), self.eos_token_id, hf_tokenizer.eos_token,
-            tokenizer.convert_token_to_string)
+            vocab, self.eos_token_id, hf_tokenizer.eos_token, tokenizer.convert_token_to_string)
 
     def compile(self, regex: str) -> _Compiled:
         return _Compiled(Index(regex, self.vocabulary))
