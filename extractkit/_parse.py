@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from ._errors import InvalidOutputError, TruncatedOutputError
-from ._schema import OutputSchema
+from ._schema import OutputSchema, allows_null, resolve
 
 
 def _drop_absent(value: Any, s: dict[str, Any], root: dict[str, Any]) -> Any:
@@ -20,11 +20,7 @@ def _drop_absent(value: Any, s: dict[str, Any], root: dict[str, Any]) -> Any:
     for an optional field that cannot hold null (a default of "" or 0, say),
     null means "absent", so the field's default applies.
     """
-    while "$ref" in s:
-        target: Any = root
-        for part in s["$ref"][2:].split("/"):
-            target = target.get(part, {})
-        s = target
+    s = resolve(s, root)
     if isinstance(value, dict):
         props = s.get("properties")
         if props is None:
@@ -34,22 +30,10 @@ def _drop_absent(value: Any, s: dict[str, Any], root: dict[str, Any]) -> Any:
             return value
         required = set(s.get("required", []))
         return {k: _drop_absent(v, props.get(k, {}), root) for k, v in value.items()
-                if not (v is None and k not in required and not _nullable(props.get(k, {}), root))}
+                if not (v is None and k not in required and not allows_null(props.get(k, {}), root))}
     if isinstance(value, list) and isinstance(s.get("items"), dict):
         return [_drop_absent(v, s["items"], root) for v in value]
     return value
-
-
-def _nullable(s: dict[str, Any], root: dict[str, Any]) -> bool:
-    if "$ref" in s:
-        target: Any = root
-        for part in s["$ref"][2:].split("/"):
-            target = target.get(part, {})
-        return _nullable(target, root)
-    kind = s.get("type")
-    if kind == "null" or (isinstance(kind, list) and "null" in kind):
-        return True
-    return any(_nullable(a, root) for k in ("anyOf", "oneOf") for a in s.get(k, []))
 
 
 def parse_output(raw: str, finished: bool, schema: OutputSchema) -> Any:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ._schema import as_output_schema, resolve
+
 PROMPT_VERSION = "ek-prompt-v1"
 
 TEMPLATE = (
@@ -25,19 +27,8 @@ TEMPLATE = (
 )
 
 
-def _resolve(s: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in s:
-        target: Any = root
-        for part in s["$ref"][2:].split("/"):
-            target = target[part]
-        s = {**target, **{k: v for k, v in s.items() if k != "$ref"}}
-    if "allOf" in s and len(s["allOf"]) == 1:
-        s = {**_resolve(s["allOf"][0], root), **{k: v for k, v in s.items() if k != "allOf"}}
-    return s
-
-
 def _type_name(s: dict[str, Any], root: dict[str, Any]) -> str:
-    s = _resolve(s, root)
+    s = resolve(s, root)
     if "const" in s:
         return json.dumps(s["const"], ensure_ascii=False)
     if "enum" in s:
@@ -64,9 +55,9 @@ def describe_schema(json_schema: dict[str, Any]) -> str:
     lines: list[str] = []
 
     def walk(s: dict[str, Any], indent: str, seen: tuple[str, ...]) -> None:
-        s = _resolve(s, json_schema)
+        s = resolve(s, json_schema)
         for name, sub in s.get("properties", {}).items():
-            full = _resolve(sub, json_schema)
+            full = resolve(sub, json_schema)
             desc = full.get("description")
             lines.append(f"{indent}{name}: {_type_name(sub, json_schema)}" + (f" - {desc}" if desc else ""))
             for obj in _objects_below(full, json_schema):
@@ -80,7 +71,7 @@ def describe_schema(json_schema: dict[str, Any]) -> str:
 
 def _objects_below(s: dict[str, Any], root: dict[str, Any]) -> list[dict[str, Any]]:
     """The object schemas a field holds directly, through lists and unions."""
-    s = _resolve(s, root)
+    s = resolve(s, root)
     if s.get("type") == "object" and "properties" in s:
         return [s]
     if s.get("type") == "array" and isinstance(s.get("items"), dict):
@@ -99,6 +90,4 @@ def render_prompt(text: str, schema: Any) -> str:
     `schema` is a Pydantic model class or a JSON Schema dict. Other engines can
     drive an exported extractkit model with this string.
     """
-    from ._schema import as_output_schema
-
     return render_prompt_for_schema(text, as_output_schema(schema).json_schema)

@@ -30,6 +30,38 @@ BUILTIN_SCHEMAS = {
 }
 
 
+def lookup_ref(root: dict[str, Any], ref: str) -> dict[str, Any] | None:
+    """The schema a local `$ref` (``#/$defs/Name``) points to, or None."""
+    if not ref.startswith("#/"):
+        return None
+    node: Any = root
+    for part in ref[2:].split("/"):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
+
+
+def resolve(s: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    """Follow `$ref` (and single-schema `allOf`) chains, keeping sibling keywords.
+
+    Unresolvable references resolve to {} here; `_surface` reports them as
+    SchemaErrors when the grammar is built, which always happens first.
+    """
+    while "$ref" in s or ("allOf" in s and len(s["allOf"]) == 1):
+        key = "$ref" if "$ref" in s else "allOf"
+        target = (lookup_ref(root, s["$ref"]) or {}) if key == "$ref" else s["allOf"][0]
+        s = {**target, **{k: v for k, v in s.items() if k != key}}
+    return s
+
+
+def allows_null(s: dict[str, Any], root: dict[str, Any]) -> bool:
+    """Whether a value of schema `s` may be JSON null."""
+    s = resolve(s, root)
+    kind = s.get("type")
+    if kind == "null" or (isinstance(kind, list) and "null" in kind):
+        return True
+    return any(allows_null(alt, root) for key in ("anyOf", "oneOf") for alt in s.get(key, []))
+
+
 class _ExtractJsonSchema(GenerateJsonSchema):
     """Pydantic's generator, except that `Decimal` is a JSON number.
 

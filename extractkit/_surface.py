@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import SchemaError
+from ._schema import allows_null, lookup_ref, resolve
 
 
 @dataclass(frozen=True)
@@ -166,15 +167,10 @@ class _Builder:
         return "null"  # placeholder so building can go on and collect every problem
 
     def resolve(self, ref: str, path: str) -> dict[str, Any] | None:
-        if not ref.startswith("#/"):
-            self.fail(f"only local $ref is supported, got {ref!r}", path, "$ref")
-            return None
-        node: Any = self.root
-        for part in ref[2:].split("/"):
-            node = node.get(part) if isinstance(node, dict) else None
-        if not isinstance(node, dict):
-            self.fail(f"$ref {ref!r} does not resolve", path, "$ref")
-            return None
+        node = lookup_ref(self.root, ref)
+        if node is None:
+            what = "does not resolve" if ref.startswith("#/") else "is not local (only #/... is supported)"
+            self.fail(f"$ref {ref!r} {what}", path, "$ref")
         return node
 
     def node(self, s: dict[str, Any], path: str) -> str:
@@ -237,7 +233,7 @@ class _Builder:
         for name, sub in props.items():
             sub_path = f"{path}.{name}" if path else name
             value = self.node(sub, sub_path)
-            if name not in required and not _allows_null(sub, self):
+            if name not in required and not allows_null(sub, self.root):
                 value = f"({value}|null)"  # an optional key is always written; null = absent
             parts.append(_lit(json.dumps(name, ensure_ascii=False)) + ":" + value)
         return r"\{" + ",".join(parts) + r"\}"
@@ -303,16 +299,6 @@ class _Builder:
         return ("-?" if negative else "") + f"(0|[1-9]{_D}{{0,{digits - 1}}}){frac_part}"
 
 
-def _allows_null(s: dict[str, Any], builder: _Builder) -> bool:
-    if "$ref" in s:
-        target = builder.resolve(s["$ref"], "")
-        return target is not None and _allows_null(target, builder)
-    kinds = s.get("type")
-    if kinds == "null" or (isinstance(kinds, list) and "null" in kinds):
-        return True
-    return any(_allows_null(alt, builder) for key in ("anyOf", "oneOf") for alt in s.get(key, []))
-
-
 def build_surface(json_schema: dict[str, Any], bounds: Bounds = Bounds()) -> Surface:
     """Compile a JSON Schema into the surface regex and a per-field report."""
     builder = _Builder(json_schema, bounds)
@@ -369,15 +355,12 @@ def _write(value: Any) -> str:
 
 def _order(value: Any, s: dict[str, Any], root: dict[str, Any]) -> Any:
     """Put object keys in schema order and write absent optional keys as null."""
-    while "$ref" in s:
-        s = _Builder(root, Bounds()).resolve(s["$ref"], "") or {}
+    s = resolve(s, root)
     if isinstance(value, dict) and "properties" in s:
         return {k: _order(value.get(k), sub, root) for k, sub in s["properties"].items()}
     if isinstance(value, dict):
         for alt in s.get("anyOf", []) + s.get("oneOf", []):
-            target = alt
-            while "$ref" in target:
-                target = _Builder(root, Bounds()).resolve(target["$ref"], "") or {}
+            target = resolve(alt, root)
             if set(value) <= set(target.get("properties", {})):
                 return _order(value, target, root)
     if isinstance(value, list) and isinstance(s.get("items"), dict):

@@ -171,3 +171,16 @@ def test_max_chars_bounds_every_output():
     longest = s.max_chars
     assert 500 < longest < 20000
     assert len(minimal_match(s.regex)) <= longest
+
+
+def test_single_allof_and_refs_resolve_everywhere():
+    schema = {"type": "object", "required": ["who"], "$defs": {"P": {"type": "object", "required": ["n"],
+              "properties": {"n": {"type": "string", "maxLength": 3}}}},
+              "properties": {"who": {"allOf": [{"$ref": "#/$defs/P"}], "description": "the person"},
+                             "alt": {"anyOf": [{"$ref": "#/$defs/P"}, {"type": "null"}]}}}
+    surf = build_surface(schema)
+    assert not surf.unsupported
+    assert re.fullmatch(surf.regex, dump_json({"who": {"n": "abc"}}, schema))
+    assert dump_json({"who": {"n": "abc"}}, schema) == '{"who":{"n":"abc"},"alt":null}'
+    bad = build_surface({"type": "object", "properties": {"x": {"$ref": "other.json#/P"}}})
+    assert bad.unsupported[0].keyword == "$ref" and "not local" in str(bad.unsupported[0])
