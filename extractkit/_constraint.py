@@ -47,10 +47,15 @@ class Engine(Protocol):
     def compile(self, regex: str) -> CompiledGrammar: ...
 
 
-def load_engine(name: str, hf_tokenizer: Any, vocab_size: int) -> Engine:
-    """Build the named engine's tokenizer tables (the slow, once-per-process part)."""
+def check_engine(name: str) -> str:
     if name not in ENGINES:
         raise UsageError(f"unknown grammar engine {name!r}; choose one of {', '.join(ENGINES)}")
+    return name
+
+
+def load_engine(name: str, hf_tokenizer: Any, vocab_size: int) -> Engine:
+    """Build the named engine's tokenizer tables (the slow, once-per-process part)."""
+    check_engine(name)
     module = importlib.import_module(f"extractkit._grammars.{name}")
     return module.build(hf_tokenizer, vocab_size)
 

@@ -17,6 +17,7 @@ import shutil
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,33 +137,63 @@ class LoadedModel:
     adapter: Path | None
 
 
-def load_model(model: str | os.PathLike | None = None, *, adapter: str | os.PathLike | None = None,
-               device: str | None = None, dtype: str = "float32") -> LoadedModel:
-    """Load a checkpoint folder (default: the cached base model) and an optional LoRA adapter."""
-    import torch
-    import transformers
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def checkpoint_path(model: str | os.PathLike | None) -> Path:
+    """The checkpoint folder to load: the given one, or the cached base model."""
     path = Path(model) if model is not None else ensure_base_checkpoint()
     if not (path / "config.json").exists():
         raise ModelLoadError(f"{path} is not a transformers checkpoint (no config.json)")
+    return path
+
+
+@contextmanager
+def _quiet_transformers():
+    """A cached load takes seconds: no progress bars, no info logs - and our error type."""
+    import transformers
+
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()  # a cached load takes seconds; no bar needed
+    transformers.logging.disable_progress_bar()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-        hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
-    except Exception as exc:
-        raise ModelLoadError(f"cannot load the model at {path}: {exc}") from exc
+        yield
     finally:
         transformers.logging.set_verbosity(verbosity)
         transformers.logging.enable_progress_bar()
-    adapter_path = Path(adapter) if adapter is not None else None
-    if adapter_path is not None:
-        hf_model = _attach_adapter(hf_model, adapter_path)
+
+
+def load_tokenizer(path: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    with _quiet_transformers():
+        try:
+            return AutoTokenizer.from_pretrained(str(path))
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load the tokenizer at {path}: {exc}") from exc
+
+
+def load_weights(path: Path, *, adapter: str | os.PathLike | None = None, device: str | None = None,
+                 dtype: str = "float32") -> Any:
+    """The causal LM at `path`, with an optional LoRA adapter merged in, in eval mode."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with _quiet_transformers():
+        try:
+            hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load the model at {path}: {exc}") from exc
+    if adapter is not None:
+        hf_model = _attach_adapter(hf_model, Path(adapter))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    hf_model.to(device).eval()
-    return LoadedModel(hf_model, tokenizer, path, adapter_path)
+    return hf_model.to(device).eval()
+
+
+def load_model(model: str | os.PathLike | None = None, *, adapter: str | os.PathLike | None = None,
+               device: str | None = None, dtype: str = "float32") -> LoadedModel:
+    """Load a checkpoint folder (default: the cached base model) and an optional LoRA adapter."""
+    path = checkpoint_path(model)
+    tokenizer = load_tokenizer(path)
+    hf_model = load_weights(path, adapter=adapter, device=device, dtype=dtype)
+    return LoadedModel(hf_model, tokenizer, path, Path(adapter) if adapter is not None else None)
 
 
 def _attach_adapter(hf_model: Any, adapter: Path) -> Any:

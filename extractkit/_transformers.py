@@ -7,21 +7,25 @@ built once and reused for every call. The core (`_extractor.py`) only sees the
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Sequence
 
-from ._constraint import DEFAULT_ENGINE, GrammarCache, load_engine
+from ._constraint import DEFAULT_ENGINE, Engine, GrammarCache, check_engine, load_engine
 from ._decode import Generation, generate_batch
 
 
 class TransformersBackend:
     """Runs constrained greedy decoding on a loaded transformers model."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, engine: str = DEFAULT_ENGINE, name: str = "transformers"):
+    def __init__(self, model: Any, tokenizer: Any, *, engine: str | Engine = DEFAULT_ENGINE,
+                 name: str = "transformers"):
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.vocab_size = model.get_output_embeddings().weight.shape[0]
-        self.engine = load_engine(engine, tokenizer, self.vocab_size)
+        self.engine = load_engine(engine, tokenizer, self.vocab_size) if isinstance(engine, str) else engine
         self.grammars = GrammarCache(self.engine)
         self.context_window = int(getattr(model.config, "max_position_embeddings", 8192))
         self._lock = threading.Lock()  # one forward pass at a time on a shared model
@@ -30,11 +34,20 @@ class TransformersBackend:
     def from_pretrained(cls, model: str | os.PathLike | None = None, *, adapter: str | os.PathLike | None = None,
                         engine: str = DEFAULT_ENGINE, device: str | None = None,
                         dtype: str = "float32") -> "TransformersBackend":
-        from ._model import load_model
+        from ._model import checkpoint_path, load_tokenizer, load_weights
 
-        loaded = load_model(model, adapter=adapter, device=device, dtype=dtype)
-        return cls(loaded.model, loaded.tokenizer, engine=engine,
-                   name=f"transformers:{loaded.path.name}" + (f"+{loaded.adapter.name}" if loaded.adapter else ""))
+        check_engine(engine)  # fail before seconds of loading
+        path = checkpoint_path(model)
+        tokenizer = load_tokenizer(path)
+        vocab_size = json.loads((path / "config.json").read_text())["vocab_size"]
+        # The engine's tokenizer tables (~7 s for llguidance on 262k tokens) are
+        # built while the weights load: cold start pays the longer of the two.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            tables = pool.submit(load_engine, engine, tokenizer, vocab_size)
+            hf_model = load_weights(path, adapter=adapter, device=device, dtype=dtype)
+            built = tables.result()
+        name = f"transformers:{path.name}" + (f"+{Path(adapter).name}" if adapter else "")
+        return cls(hf_model, tokenizer, engine=built, name=name)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text)["input_ids"])
