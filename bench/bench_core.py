@@ -93,13 +93,27 @@ def child_json(stdout: str) -> dict:
     raise RuntimeError("child printed no result line")
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS. VmHWM, not ru_maxrss: a child's ru_maxrss starts at its parent's."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+CHILD_PEAKS_MB: list[float] = []  # peak RSS reported by every child, for section 4
+
+
 def tail(text: str, n: int = 800) -> str:
     return text[-n:].strip().replace("\n", " | ")
 
 
 # ------------------------------------------------------------------ 1. cold start
 COLD_CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 t0 = time.perf_counter()
 text = sys.stdin.read()
 import extractkit
@@ -116,7 +130,7 @@ print(%r + json.dumps({
     "import_extractkit": t1 - t0, "import_torch": t2 - t1, "load": t3 - t2, "first_result": t4 - t3,
     "in_process": t4 - t0, "decode_seconds": r.seconds, "tokens": r.tokens, "ok": r.ok,
     "error": type(r.error).__name__ if r.error else None,
-    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    "peak_rss_mb": int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024}))
 """ % MARK
 
 
@@ -131,7 +145,9 @@ def cold_start(text: str, threads: int, cache_dir: str | None) -> dict:
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         return {"wall": wall, "failed": f"exit {proc.returncode}: {tail(proc.stderr)}"}
-    return {"wall": wall, **child_json(proc.stdout)}
+    result = {"wall": wall, **child_json(proc.stdout)}
+    CHILD_PEAKS_MB.append(result["peak_rss_mb"])
+    return result
 
 
 def section_cold(args, docs: list[dict]) -> list[str]:
@@ -187,10 +203,12 @@ def section_latency(args, docs: list[dict]) -> list[str]:
     loaded = Extractor.from_pretrained(engine=args.engine)
     load_s = time.perf_counter() - start
     backend = RecordingBackend(loaded.backend)
-    one = Extractor(backend, ExtractConfig(batch_size=1, max_new_tokens=args.max_new_tokens))
+    budget = {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
+    one = Extractor(backend, ExtractConfig(batch_size=1, **budget))
     start = time.perf_counter()
-    one.plan(Receipt)  # grammar compile, kept out of the per-document numbers
+    plan = one.plan(Receipt)  # grammar compile, kept out of the per-document numbers
     plan_s = time.perf_counter() - start
+    max_new = getattr(plan, "max_new_tokens", args.max_new_tokens)
 
     rows = []
     for i, doc in enumerate(docs):
@@ -204,8 +222,7 @@ def section_latency(args, docs: list[dict]) -> list[str]:
             f"{'ok' if r.ok else rows[-1]['error']}")
 
     log(f"latency: extract_many of {len(docs)} docs at batch_size {args.batch_size}")
-    many = Extractor(loaded.backend, ExtractConfig(batch_size=args.batch_size,
-                                                   max_new_tokens=args.max_new_tokens))
+    many = Extractor(loaded.backend, ExtractConfig(batch_size=args.batch_size, **budget))
     start = time.perf_counter()
     batch = many.extract_many([d["text"] for d in docs], Receipt)
     batch_wall = time.perf_counter() - start
@@ -219,7 +236,7 @@ def section_latency(args, docs: list[dict]) -> list[str]:
     batch_tokens = sum(r.tokens for r in batch)
 
     out = [f"2. PER-DOCUMENT LATENCY (engine {args.engine}, schema Receipt, max_new_tokens "
-           f"{args.max_new_tokens}, last {len(docs)} lines of {args.data.name}: "
+           f"{max_new}, last {len(docs)} lines of {args.data.name}: "
            f"{docs[0]['id']} .. {docs[-1]['id']})",
            f"   model load (warm cache, in process)  {load_s:.2f} s; Receipt grammar compile {plan_s:.3f} s",
            f"   batch_size 1, one extract_many([text]) per doc (Result.seconds):",
@@ -300,7 +317,7 @@ def schema_case(name: str, instance) -> tuple[str, str]:
 
 # ------------------------------------------------------------------ 3. engines: worker side
 def emit(**event) -> None:
-    event["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    event["rss_mb"] = peak_rss_mb()
     print(MARK + json.dumps(event), flush=True)
 
 
@@ -442,6 +459,7 @@ def bench_engine(engine: str, args) -> dict:
             rss = max(rss, event["rss_mb"])
             item["mask"] = event
         worker.stop()
+    CHILD_PEAKS_MB.append(rss)
     return {"tables": tables, "items": items, "rss_mb": rss}
 
 
@@ -459,6 +477,36 @@ def time_apply_bitmask(vocab: int, reps: int = 30) -> dict:
         apply_bitmask(logits, bitmask)
         times.append(time.perf_counter() - start)
     return summary_ms(times[1:])  # the first call allocates the bit table
+
+
+_FIRST_MASK = """
+import sys, time, torch
+torch.set_num_threads(int(sys.argv[2]))
+which = sys.argv[1]
+logits = torch.randn(1, 262144)
+if which == "extractkit":
+    from extractkit._constraint import apply_bitmask, new_bitmask
+    bitmask = new_bitmask(1, 262144)
+    apply = lambda: apply_bitmask(logits, bitmask)
+else:  # the engines' bundled kernel, wrapped in torch.compile
+    import llguidance.torch as k
+    bitmask = k.allocate_token_bitmask(1, 262144)
+    apply = lambda: k.apply_token_bitmask_inplace(logits, bitmask)
+t = time.perf_counter(); apply(); first = time.perf_counter() - t
+t = time.perf_counter(); apply(); second = time.perf_counter() - t
+print(first, second)
+"""
+
+
+def time_first_mask(which: str, threads: int) -> str:
+    """First and second mask application in a fresh process: the torch.compile tax, if any."""
+    try:
+        out = subprocess.run([sys.executable, "-c", _FIRST_MASK, which, str(threads)], capture_output=True,
+                             text=True, timeout=300, check=True)
+        first, second = (float(x) for x in out.stdout.split()[-2:])
+        return f"first call {first * 1000:.1f} ms, second {second * 1000:.2f} ms"
+    except (subprocess.SubprocessError, ValueError) as exc:
+        return f"failed: {exc}"
 
 
 def fmt_ms(stats: dict | None) -> str:
@@ -482,7 +530,7 @@ def section_engines(args) -> list[str]:
         out.append(f"   {engine}: table build {tables} s (one per worker start); worker peak RSS "
                    f"{r['rss_mb']:.0f} MB; coverage " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     out.append("   fill / advance in ms as median/p90 per token; matcher = creating one matcher")
-    out.append(f"   {'engine':<14}{'schema':<12}{'status':<9}{'compile s':>10}{'tokens':>8}"
+    out.append(f"   {'engine':<14}{'schema':<12}{'status':<18}{'compile s':>10}{'tokens':>8}"
                f"{'matcher ms':>11}{'fill ms':>17}{'advance ms':>17}")
     for engine, r in results.items():
         for name in SCHEMAS:
@@ -492,7 +540,7 @@ def section_engines(args) -> list[str]:
             compile_s = f"{item['compile_s']:.3f}" if item.get("compile_s") is not None else "-"
             tokens = f"{mask['fill']['n']}/{mask['text_tokens']}" if mask.get("status") == "ok" else "-"
             matcher = f"{mask['matcher_ms']:.2f}" if mask.get("status") == "ok" else "-"
-            out.append(f"   {engine:<14}{name:<12}{status:<9}{compile_s:>10}{tokens:>8}{matcher:>11}"
+            out.append(f"   {engine:<14}{name:<12}{status:<18}{compile_s:>10}{tokens:>8}{matcher:>11}"
                        f"{fmt_ms(mask.get('fill')):>17}{fmt_ms(mask.get('advance')):>17}")
             error = item.get("error") or (mask.get("error") if mask.get("status") == "error" else None)
             if error:
@@ -500,6 +548,9 @@ def section_engines(args) -> list[str]:
     a = time_apply_bitmask(vocab)
     out.append(f"   apply_bitmask on (1, {vocab}) float32 logits: median {a['median']:.3f} ms, "
                f"p90 {a['p90']:.3f} ms ({a['n']} runs)")
+    out.append("   first mask application of a fresh process (the torch.compile tax):")
+    for which in ("extractkit", "llguidance.torch"):
+        out.append(f"      {which:<18} {time_first_mask(which, args.threads)}")
     return out
 
 
@@ -525,27 +576,25 @@ def section_physical() -> list[str]:
         except Exception:
             return "?"
 
-    rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    rss_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    children = f"largest child {max(CHILD_PEAKS_MB):.0f} MB" if CHILD_PEAKS_MB else "no children measured"
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return ["4. PHYSICAL",
             f"   CPU: {cpu_model()}; {cpus} usable logical CPUs",
             f"   torch.get_num_threads() {torch.get_num_threads()}, interop {torch.get_num_interop_threads()}",
-            f"   peak RSS: main process {rss_self:.0f} MB; largest child {rss_child:.0f} MB",
+            f"   peak RSS: main process {peak_rss_mb():.0f} MB; {children} (timed-out workers not counted)",
             f"   python {platform.python_version()}, torch {ver('torch')}, transformers {ver('transformers')}, "
             f"llguidance {ver('llguidance')}, outlines_core {ver('outlines_core')}, xgrammar {ver('xgrammar')}"]
 
 
 # ------------------------------------------------------------------ main
 def parse_args(argv=None):
-    from extractkit import ExtractConfig
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="SROIE JSON lines (id, text, gold)")
     p.add_argument("--docs", type=int, default=40, help="how many documents, the LAST lines of --data")
     p.add_argument("--engine", default="llguidance", help="grammar engine for sections 1-2's Extractor")
     p.add_argument("--batch-size", type=int, default=8, help="batch size of the aggregate run")
-    p.add_argument("--max-new-tokens", type=int, default=ExtractConfig().max_new_tokens)
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="output token budget per document (default: the library's per-schema budget)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads, here and in children")
     p.add_argument("--skip-first-ever", action="store_true", help="skip the cold start that converts the model")
     p.add_argument("--compile-timeout", type=float, default=120.0, help="seconds per engine x schema compile")
@@ -578,6 +627,8 @@ def main(argv=None) -> int:
               "command: " + " ".join([Path(sys.executable).name] + sys.argv), ""]
 
     def publish(lines: list[str]) -> None:
+        lines = lines + ["   load average 1/5/15 min after this section: "
+                         + " ".join(f"{x:.2f}" for x in os.getloadavg())]
         report.extend(lines + [""])
         print("\n".join(lines + [""]), flush=True)
         if args.out:  # rewritten after every section, so a crash keeps what was measured
