@@ -124,9 +124,11 @@ class Extractor:
         prompt = render_prompt_for_schema(text, plan.schema.json_schema)
         limit = self.backend.context_window - plan.max_new_tokens
         # Cheap character bound first: a token is at least one character here.
-        if len(prompt) > limit and self.backend.count_tokens(prompt) > limit:
-            raise InputError(f"input is too long: the prompt needs {self.backend.count_tokens(prompt)} tokens, "
-                             f"the model's context window leaves {limit} after max_new_tokens")
+        if len(prompt) > limit:
+            needed = self.backend.count_tokens(prompt)
+            if needed > limit:
+                raise InputError(f"input is too long: the prompt needs {needed} tokens, the model's "
+                                 f"context window leaves {limit} after the output budget")
         return prompt
 
     def extract(self, text: str, schema: type[T] | dict) -> T:
