@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import threading
-import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -71,20 +70,17 @@ class GrammarCache:
         self.engine, self.capacity = engine, capacity
         self._items: OrderedDict[str, CompiledGrammar] = OrderedDict()
         self._lock = threading.Lock()
-        self.compile_seconds: dict[str, float] = {}
 
     def get(self, regex: str) -> CompiledGrammar:
         with self._lock:
             if regex in self._items:
                 self._items.move_to_end(regex)
                 return self._items[regex]
-        start = time.perf_counter()
         try:
             compiled = self.engine.compile(regex)
         except Exception as exc:  # the engines raise their own types for bad regexes
             raise SchemaError(f"the {self.engine.name} engine cannot compile this schema's grammar "
                               f"(often an unsupported `pattern`): {exc}") from None
-        self.compile_seconds[regex] = time.perf_counter() - start
         with self._lock:
             self._items[regex] = compiled
             while len(self._items) > self.capacity:

@@ -124,3 +124,13 @@ def test_unknown_engine_is_a_usage_error(tiny_parts):
 
     with pytest.raises(UsageError, match="unknown grammar engine"):
         TransformersBackend(*tiny_parts, engine="regex-magic")
+
+
+def test_a_pattern_the_engine_cannot_compile_is_a_schema_error(tiny_backends):
+    from extractkit import SchemaError
+
+    class Lookahead(BaseModel):
+        code: str = Field(pattern=r"^(?=A)[A-Z]{3}$")
+
+    with pytest.raises(SchemaError, match="cannot compile"):
+        Extractor(tiny_backends["llguidance"], SMALL).plan(Lookahead)
