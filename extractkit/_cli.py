@@ -52,8 +52,7 @@ def extract(
 ) -> None:
     """Extract one JSON object per input file, printed as JSONL on stdout."""
     from ._extractor import ExtractConfig, Extractor
-
-    from ._surface import build_surface
+    from ._surface import build_surface, dump_json
 
     try:
         output = load_schema(schema)
@@ -74,8 +73,6 @@ def extract(
     for (source, text), result in zip(inputs, results):
         error = text if isinstance(text, ExtractError) else result.error
         if error is None:
-            from ._surface import dump_json
-
             typer.echo(dump_json(result.value, output.json_schema))
         else:
             failed += 1

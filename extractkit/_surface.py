@@ -105,11 +105,13 @@ def _json_safe_pattern(pattern: str, cap: int) -> str:
             out.append("{%d,%d}" % (0 if ch == "*" else 1, cap))
             if body[i + 1: i + 2] == "?":
                 i += 1  # lazy and greedy match the same whole strings
-        elif ch == "{":
+        elif ch == "{" and "}" in body[i:]:
             close = body.index("}", i)
             lo, comma, hi = body[i + 1: close].partition(",")
             out.append("{%s,%d}" % (lo, cap) if comma and not hi else body[i: close + 1])
             i = close
+        elif ch == "{":
+            out.append("\\{")  # an unclosed brace is a literal; Python reads it so, Rust engines refuse it bare
         else:
             out.append(ch)
         i += 1

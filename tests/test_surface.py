@@ -166,6 +166,11 @@ def test_user_patterns_cannot_break_out_of_the_json_string():
     assert not re.fullmatch(regex, '{"email":"a@b' + "c" * 500 + '","note":"x"}')  # repeats are capped
 
 
+def test_an_unclosed_brace_in_a_pattern_is_a_literal_not_a_crash():
+    schema = {"type": "object", "required": ["t"], "properties": {"t": {"type": "string", "pattern": "^a{$"}}}
+    assert re.fullmatch(build_surface(schema).regex, '{"t":"a{"}')
+
+
 def test_max_chars_bounds_every_output():
     s = surface(Receipt)
     longest = s.max_chars
