@@ -23,6 +23,13 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def adapter_choice(adapter: Optional[Path], base: bool) -> object:
+    """--adapter DIR / --base / neither (the bundled adapter) as `from_pretrained`'s argument."""
+    if adapter is not None and base:
+        _fail("--adapter and --base exclude each other")
+    return None if base else (adapter if adapter is not None else "bundled")
+
+
 def _read_inputs(files: List[str]) -> list[tuple[str, object]]:
     """(source, text-or-error) pairs; unreadable files become per-input errors."""
     if not files:
@@ -44,7 +51,9 @@ def extract(
     files: List[str] = typer.Argument(None, help="Text files to extract from; '-' (default) reads stdin."),
     schema: str = typer.Option(..., "--schema", "-s", help="Built-in name, module:Class, or a .json schema file."),
     model: Optional[Path] = typer.Option(None, help="A transformers checkpoint folder (default: base model)."),
-    adapter: Optional[Path] = typer.Option(None, help="A LoRA adapter folder to apply."),
+    adapter: Optional[Path] = typer.Option(
+        None, help="A LoRA adapter folder (from `extractkit finetune`); default: the bundled fine-tuned one."),
+    base: bool = typer.Option(False, "--base", help="Use the bare base model, without the bundled adapter."),
     engine: str = typer.Option("llguidance", help="Grammar engine: llguidance, outlines_core or xgrammar."),
     max_new_tokens: Optional[int] = typer.Option(
         None, help="Output token budget per document (default: the schema's longest output, at most 2048)."),
@@ -61,7 +70,7 @@ def extract(
         _fail(str(exc))
     inputs = _read_inputs(files or [])
     try:
-        extractor = Extractor.from_pretrained(model, adapter=adapter, engine=engine,
+        extractor = Extractor.from_pretrained(model, adapter=adapter_choice(adapter, base), engine=engine,
                                               config=ExtractConfig(max_new_tokens=max_new_tokens,
                                                                    batch_size=batch_size))
         extractor.plan(output)
@@ -119,3 +128,6 @@ def check(schema: str = typer.Argument(..., help="Built-in name, module:Class or
 
 def main() -> None:  # console-script entry point
     app()
+
+
+from . import _cli_finetune  # noqa: E402,F401  (registers finetune, eval and export on `app`)

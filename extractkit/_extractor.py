@@ -88,10 +88,15 @@ class Extractor:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_pretrained(cls, model: str | os.PathLike | None = None, *, adapter: str | os.PathLike | None = None,
+    def from_pretrained(cls, model: str | os.PathLike | None = None, *, adapter: str | os.PathLike | None = "bundled",
                         engine: str = DEFAULT_ENGINE, device: str | None = None, dtype: str = "float32",
                         config: ExtractConfig = ExtractConfig()) -> "Extractor":
-        """Load a checkpoint (default: the cached base Gemma 3 270M) and an optional LoRA adapter."""
+        """Load a checkpoint and a LoRA adapter.
+
+        Defaults: the cached base Gemma 3 270M with extractkit's bundled
+        fine-tuned adapter. `adapter=None` gives the bare base model; a folder
+        applies your own adapter (from `extractkit finetune`).
+        """
         from ._transformers import TransformersBackend
 
         backend = TransformersBackend.from_pretrained(model, adapter=adapter, engine=engine,

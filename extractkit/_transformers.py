@@ -31,12 +31,13 @@ class TransformersBackend:
         self._lock = threading.Lock()  # one forward pass at a time on a shared model
 
     @classmethod
-    def from_pretrained(cls, model: str | os.PathLike | None = None, *, adapter: str | os.PathLike | None = None,
+    def from_pretrained(cls, model: str | os.PathLike | None = None, *, adapter: str | os.PathLike | None = "bundled",
                         engine: str = DEFAULT_ENGINE, device: str | None = None,
                         dtype: str = "float32") -> "TransformersBackend":
-        from ._model import checkpoint_path, load_tokenizer, load_weights
+        from ._model import checkpoint_path, load_tokenizer, load_weights, resolve_adapter
 
         check_engine(engine)  # fail before seconds of loading
+        adapter = resolve_adapter(model, adapter)
         path = checkpoint_path(model)
         tokenizer = load_tokenizer(path)
         vocab_size = json.loads((path / "config.json").read_text())["vocab_size"]

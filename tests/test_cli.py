@@ -59,8 +59,22 @@ def _usage_lines(args: list[str]) -> str:
 
 def test_docs_cli_reference_is_in_sync_with_help():
     text = DOCS.read_text()
-    for args in ([], ["extract"], ["check"], ["schemas"], ["schemas", "show"]):
+    for args in ([], ["extract"], ["check"], ["schemas"], ["schemas", "show"], ["finetune"], ["eval"], ["export"]):
         for option in re.findall(r"--[a-z][a-z-]+", _usage_lines(args)):
             assert option in text, f"docs/cli.md does not document {option} of {' '.join(args) or 'extractkit'}"
-    for command in ("extract", "check", "schemas list", "schemas show"):
+    for command in ("extract", "check", "schemas list", "schemas show", "finetune", "eval", "export"):
         assert f"extractkit {command}" in text
+
+
+def test_finetune_needs_data_and_refuses_to_overwrite(tmp_path):
+    out = runner.invoke(app, ["finetune", "--schema", "contact", "--out", str(tmp_path / "a")])
+    assert out.exit_code == 2 and "--data FILE and/or --synthesize N" in out.stderr
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "manifest.json").write_text("{}")
+    out = runner.invoke(app, ["finetune", "--schema", "contact", "--synthesize", "4", "--out", str(tmp_path / "a")])
+    assert out.exit_code == 2 and "already holds a trained adapter" in out.stderr
+
+
+def test_adapter_and_base_exclude_each_other(tmp_path):
+    out = runner.invoke(app, ["extract", "--schema", "contact", "--base", "--adapter", str(tmp_path), "x.txt"])
+    assert out.exit_code == 2 and "exclude each other" in out.stderr

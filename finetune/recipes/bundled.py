@@ -1,0 +1,100 @@
+"""The recipe of the model that ships with extractkit (one command reruns it).
+
+    python -m extractkit.finetune.recipes.bundled --out runs/bundled            # both stages
+    python -m extractkit.finetune.recipes.bundled --out runs/bundled --resume   # after a crash
+
+Stage 1 teaches the task on real documents: the 500 SROIE training receipts
+(the 126 dev receipts are never used). Stage 2 starts from stage 1 and
+generalizes: synthetic documents for every built-in schema, synthetic documents
+for many generated schemas (varied field names, types and nesting, so unseen
+user schemas work), and a replay of SROIE receipts so stage 1 is not forgotten.
+The final adapter is `OUT/stage2`; `--install` copies it into the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+from extractkit._schema import as_output_schema, load_schema
+
+from .._data import Example, read_examples
+from .._train import TrainConfig
+from .sroie import SroieReceipt
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent / "data"
+BUILTINS = ("invoice", "receipt", "contact", "event", "job_posting")
+
+STAGE1 = TrainConfig(epochs=1.0, batch_size=8, learning_rate=3e-4, warmup_steps=5, save_every=5, seed=0)
+STAGE2 = replace(STAGE1, learning_rate=2e-4, warmup_steps=3)
+PER_BUILTIN = 60          # synthetic documents per built-in schema
+GENERATED_SCHEMAS = 60    # generated schemas ...
+PER_GENERATED = 5         # ... with this many documents each
+SROIE_REPLAY = 120        # SROIE training receipts seen again in stage 2
+
+
+def sroie_train() -> list[tuple]:
+    schema = as_output_schema(SroieReceipt)
+    return [(schema, ex) for ex in read_examples(DATA / "sroie" / "train.jsonl", SroieReceipt)]
+
+
+def stage2_data(seed: int = 1) -> list[tuple]:
+    from .._synth import random_schemas, synthesize
+
+    pairs: list[tuple] = []
+    for name in BUILTINS:
+        schema = load_schema(name)
+        pairs += [(schema, ex) for ex in synthesize(schema, PER_BUILTIN, seed=seed)]
+    for i, js in enumerate(random_schemas(GENERATED_SCHEMAS, seed=seed)):
+        schema = as_output_schema(js)
+        pairs += [(schema, ex) for ex in synthesize(schema, PER_GENERATED, seed=seed + i)]
+    replay = sroie_train()
+    random.Random(seed).shuffle(replay)
+    return pairs + replay[:SROIE_REPLAY]
+
+
+def run_stage(name: str, data: list[tuple], config: TrainConfig, out: Path, *, init: Path | None,
+              resume: bool) -> None:
+    from extractkit._manifest import write_training_manifest
+    from .._train import train
+
+    folder = out / name
+    if (folder / "manifest.json").exists():
+        print(f"{name}: already trained ({folder})")
+        return
+    result = train(data, folder, config=config, init_adapter=init, resume=resume and (folder / "checkpoint").exists())
+    write_training_manifest(folder, result, config, [s for s, _ in data],
+                            sources={"recipe": "extractkit.finetune.recipes.bundled", "stage": name,
+                                     "init_adapter": str(init) if init else None, "examples": len(data)})
+    print(json.dumps({"stage": name, "steps": result.steps, "seconds": round(result.seconds),
+                      "final_loss": round(result.final_loss, 4)}))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--stage", choices=["1", "2", "all"], default="all")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--install", action="store_true", help="copy the final adapter into the package")
+    args = parser.parse_args(argv)
+    if args.stage in ("1", "all"):
+        run_stage("stage1", sroie_train(), STAGE1, args.out, init=None, resume=args.resume)
+    if args.stage in ("2", "all"):
+        run_stage("stage2", stage2_data(), STAGE2, args.out, init=args.out / "stage1", resume=args.resume)
+    if args.install:
+        from extractkit._model import BUNDLED_ADAPTER
+
+        shutil.rmtree(BUNDLED_ADAPTER, ignore_errors=True)
+        BUNDLED_ADAPTER.mkdir(parents=True)
+        for f in ("adapter_config.json", "adapter_model.safetensors", "manifest.json"):
+            shutil.copy2(args.out / "stage2" / f, BUNDLED_ADAPTER / f)
+        print(f"installed {args.out / 'stage2'} -> {BUNDLED_ADAPTER}")
+
+
+if __name__ == "__main__":
+    main()
