@@ -56,6 +56,21 @@ def check_manifest(adapter: Path, base: str | None) -> dict[str, Any] | None:
     return manifest
 
 
+def machine_description() -> str:
+    """CPU model and core count (what a reader needs to compare training times)."""
+    import os
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical CPUs"
+
+
 def write_training_manifest(folder: Path, result: Any, config: Any, schemas: Iterable[Any],
                             sources: dict[str, Any], base: str | None = None) -> dict[str, Any]:
     """Write `folder/manifest.json` after training (eval results are added later)."""
@@ -78,7 +93,7 @@ def write_training_manifest(folder: Path, result: Any, config: Any, schemas: Ite
             "target_tokens": result.target_tokens, "total_tokens": result.total_tokens,
             "seconds": round(result.seconds, 1), "final_loss": round(result.final_loss, 4),
             "dtype": result.dtype, "device": result.device,
-            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "machine": machine_description(),
         },
         "eval": {},
     }

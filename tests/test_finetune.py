@@ -80,9 +80,13 @@ def test_gold_is_normalized_as_the_decoder_writes_it():
     assert out["total"] == 12.5 and out["issue_date"] == "2024-03-05" and out["due_date"] is None
 
 
-def test_round_trip_train_save_load_extract(tiny_dir, tmp_path):
+def test_round_trip_synthesize_train_save_load_extract(tiny_dir, tmp_path):
+    from extractkit.finetune import synthesize
+
+    schema = as_output_schema(Pet)
+    data = [(schema, ex) for ex in synthesize(Pet, 4, seed=1)]
     out = tmp_path / "adapter"
-    result = train(_pairs(), out, base=tiny_dir, config=TrainConfig(max_steps=2, batch_size=2, lora_r=4),
+    result = train(data, out, base=tiny_dir, config=TrainConfig(max_steps=2, batch_size=2, lora_r=4),
                    progress=False)
     assert result.steps == 2 and result.target_tokens > 0
     assert (out / "adapter_model.safetensors").exists() and not (out / "checkpoint").exists()
