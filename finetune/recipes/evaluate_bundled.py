@@ -83,11 +83,33 @@ def table(out: Path) -> str:
              "fine-tuned docs/s |", "|---|---|---|---|---|---|---|"]
     for s in sets:
         b, f = reports.get(("base", s)), reports.get(("bundled", s))
-        cell = lambda r, k: "-" if r is None else f"{r[k]:.1%}"  # noqa: E731
-        docs = (f or b)["documents"]
-        lines.append(f"| {s} | {docs} | {cell(b, 'micro_accuracy')} | {cell(b, 'valid_rate')} | "
-                     f"{cell(f, 'micro_accuracy')} | {cell(f, 'valid_rate')} | {f['docs_per_s'] if f else '-'} |")
+        lines.append(_row(s, b, f))
+    for group in ("synthetic/", "unseen/"):  # pooled over documents, like one big set
+        b = _pool([r for (m, s), r in reports.items() if m == "base" and s.startswith(group)])
+        f = _pool([r for (m, s), r in reports.items() if m == "bundled" and s.startswith(group)])
+        if b or f:
+            lines.append(_row(f"**{group[:-1]}, all**", b, f))
     return "\n".join(lines)
+
+
+def _row(name: str, b: dict | None, f: dict | None) -> str:
+    cell = lambda r, k: "-" if r is None else f"{r[k]:.1%}"  # noqa: E731
+    docs = (f or b)["documents"]
+    speed = f"{f['docs_per_s']:.3f}" if f else "-"
+    return (f"| {name} | {docs} | {cell(b, 'micro_accuracy')} | {cell(b, 'valid_rate')} | "
+            f"{cell(f, 'micro_accuracy')} | {cell(f, 'valid_rate')} | {speed} |")
+
+
+def _pool(reports: list[dict]) -> dict | None:
+    """Several reports as one: field accuracy over all (document, field) cells; rates per document."""
+    if not reports:
+        return None
+    docs = sum(r["documents"] for r in reports)
+    cells = sum(r["fields"] * r["documents"] for r in reports)  # "fields" counts a schema's fields
+    return {"documents": docs,
+            "micro_accuracy": sum(r["micro_accuracy"] * r["fields"] * r["documents"] for r in reports) / cells,
+            "valid_rate": sum(r["valid_rate"] * r["documents"] for r in reports) / docs,
+            "docs_per_s": docs / sum(r["seconds"] for r in reports)}
 
 
 def main(argv: list[str] | None = None) -> None:
