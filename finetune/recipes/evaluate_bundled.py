@@ -3,6 +3,7 @@
     python -m extractkit.finetune.recipes.evaluate_bundled --model bundled --out finetune/results
     python -m extractkit.finetune.recipes.evaluate_bundled --model base --out finetune/results
     python -m extractkit.finetune.recipes.evaluate_bundled --table --out finetune/results
+    python -m extractkit.finetune.recipes.evaluate_bundled --breakdown --model bundled
 
 Each set is decoded with an output budget of 1.5 x its longest gold answer
 (+32 tokens): an answer longer than that cannot match the gold, and without a
@@ -112,6 +113,27 @@ def _pool(reports: list[dict]) -> dict | None:
             "docs_per_s": docs / sum(r["seconds"] for r in reports)}
 
 
+def breakdown(out: Path, model: str = "bundled") -> str:
+    """Where a model fails: accuracy per surface form (pooled over the synthetic sets) and per field."""
+    reports = [json.loads(f.read_text()) for f in sorted(out.glob(f"{model}--*.json"))]
+    forms: dict[str, list[float]] = {}
+    for r in reports:
+        counts = r.get("form_documents", {})  # absent from reports written before it existed
+        for form, acc in r.get("per_form", {}).items():
+            if form not in counts:
+                continue
+            cells = counts[form] * r["fields"]
+            hit, total = forms.setdefault(form, [0.0, 0])
+            forms[form] = [hit + acc * cells, total + cells]
+    lines = [f"{model}: accuracy per surface form (synthetic sets pooled)"]
+    lines += [f"  {form:<10} {hit / total:6.1%}  ({total} fields)" for form, (hit, total) in sorted(forms.items())]
+    lines.append(f"{model}: accuracy per field")
+    for r in reports:
+        worst = sorted(r["per_field"].items(), key=lambda kv: kv[1])
+        lines.append(f"  {r['set']:<24} " + ", ".join(f"{k} {v:.0%}" for k, v in worst))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="bundled", help="bundled, base, or an adapter folder")
@@ -119,9 +141,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", help="set name prefixes, e.g. sroie-dev unseen")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--table", action="store_true", help="print the results table and exit")
+    parser.add_argument("--breakdown", action="store_true", help="print --model's failures per form and field")
     args = parser.parse_args(argv)
-    if args.table:
-        print(table(args.out))
+    if args.table or args.breakdown:
+        print(table(args.out) if args.table else breakdown(args.out, args.model))
         return
     run(args.model, args.out, args.only, args.batch_size)
 
