@@ -113,8 +113,12 @@ def main(argv: list[str] | None = None) -> None:
 
         shutil.rmtree(BUNDLED_ADAPTER, ignore_errors=True)
         BUNDLED_ADAPTER.mkdir(parents=True)
-        for f in ("adapter_config.json", "adapter_model.safetensors", "manifest.json"):
+        for f in ("adapter_model.safetensors", "manifest.json"):
             shutil.copy2(args.out / FINAL / f, BUNDLED_ADAPTER / f)
+        # peft records the local cache path of the base; the shipped copy names the model instead.
+        config = json.loads((args.out / FINAL / "adapter_config.json").read_text())
+        config["base_model_name_or_path"] = "google/gemma-3-270m"
+        (BUNDLED_ADAPTER / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
         print(f"installed {args.out / FINAL} -> {BUNDLED_ADAPTER}")
 
 
