@@ -86,7 +86,7 @@ def test_too_long_input_is_rejected_before_generation():
 
 def test_extract_many_keeps_order_and_isolates_failures():
     fake = FakeBackend(lambda prompt: {"name": prompt.split("Text:\n")[1].split("\n")[0]})
-    results = Extractor(fake).extract_many(["first", "", "third", 7], Contact)
+    results = list(Extractor(fake).extract_many(["first", "", "third", 7], Contact))
     assert [r.index for r in results] == [0, 1, 2, 3]
     assert [r.ok for r in results] == [True, False, True, False]
     assert results[0].value.name == "first" and results[2].value.name == "third"
