@@ -120,7 +120,7 @@ def _part(parts: Path, k: int) -> Path:
     return parts / f"part-{k:06d}.parquet"
 
 
-def _extract_chunk(extractor: Extractor, schema: OutputSchema, rows: list[Row]) -> list[Result]:
+def extract_rows(extractor: Extractor, schema: OutputSchema, rows: list[Row]) -> list[Result]:
     """Results for one chunk in row order; rows the reader flagged never reach the model."""
     good = [(row.id, row.text) for row in rows if not isinstance(row.text, InputError)]
     extracted = iter(extractor.extract_many(good, schema))
@@ -154,7 +154,7 @@ def run_job(extractor: Extractor, schema: OutputSchema, source: RowSource, outpu
             chunk = list(itertools.islice(rows, config.chunk_rows))
             if not chunk:
                 break
-            table = results_table(_extract_chunk(extractor, schema, chunk), arrow_schema)
+            table = results_table(extract_rows(extractor, schema, chunk), arrow_schema)
             tmp = _part(parts, k).with_suffix(".parquet.tmp")
             pq.write_table(table, tmp)
             _commit(tmp, _part(parts, k))

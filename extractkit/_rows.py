@@ -38,7 +38,7 @@ def file_format(path: Path, what: str = "input") -> str:
     return fmt
 
 
-def _text(value: Any) -> Any:
+def as_text(value: Any) -> Any:
     """The row's text, or an InputError the job records for the row."""
     if value is None:
         return InputError("text is missing (null)")
@@ -115,7 +115,7 @@ class RowSource:
                         raise UsageError(f"{self._where(line_no)}: no column {col!r} "
                                          f"(keys: {', '.join(map(str, obj)) or 'none'})")
                 key = index if self.id_column is None else self._id(obj[self.id_column], line_no)
-                yield Row(line_no, key, _text(obj[self.column]))
+                yield Row(line_no, key, as_text(obj[self.column]))
                 index += 1
 
     def _csv(self) -> Iterator[Row]:
@@ -136,7 +136,7 @@ class RowSource:
                                          f"found {len(fields)}")
                     key = index if self.id_column is None else self._id(fields[where[self.id_column]],
                                                                         reader.line_num)
-                    yield Row(reader.line_num, key, _text(fields[where[self.column]]))
+                    yield Row(reader.line_num, key, as_text(fields[where[self.column]]))
             except csv.Error as exc:
                 raise UsageError(f"{self._where(reader.line_num)}: malformed CSV ({exc})") from None
 
@@ -175,5 +175,5 @@ class RowSource:
             ids = batch.column(self.id_column).to_pylist() if self.id_column else range(index, index + len(texts))
             for text, key in zip(texts, ids):
                 key = key if self.id_column is None else self._id(key, index + 1)
-                yield Row(index + 1, key, _text(text))
+                yield Row(index + 1, key, as_text(text))
                 index += 1
