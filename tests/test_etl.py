@@ -330,3 +330,22 @@ def test_extract_frame_keeps_nested_types():
     assert out.loc[0, "day"] == dt.date(2024, 3, 5)
     assert out.loc[0, "parts"] == [{"label": "ab", "weight": 1.5}]
     assert pa.types.is_struct(out["part"].dtype.pyarrow_dtype)
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "jsonl"])
+def test_a_parquet_job_keeps_every_type_through_parts_and_join(tmp_path, suffix):
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"doc": pa.array([10, 11, 12], pa.int32()), "body": ["a", "b", "c"]}), src)
+    out = tmp_path / f"out.{suffix}"
+    summary = run_job(Extractor(FakeBackend([EXAMPLE] * 3)), as_output_schema(AllTypes),
+                      RowSource(src, "body", "doc"), out, JobConfig(chunk_rows=2, progress=False))
+    assert (summary.rows, summary.failed) == (3, 0)
+    if suffix == "parquet":
+        table = pq.read_table(out)
+        assert table.schema == output_schema(as_output_schema(AllTypes), pa.int64())
+        assert table.column("_id").to_pylist() == [10, 11, 12]
+        assert table.slice(2).to_pylist()[0]["amount"] == Decimal("12.50")
+    else:
+        row = json.loads(out.read_text().splitlines()[2])
+        assert row["_id"] == 12 and row["amount"] == 12.5 and row["day"] == "2024-03-05"
+        assert row["at"] == "2024-03-05T12:30:00" and row["either"] == {"kind": "b", "x": None, "y": False}
