@@ -349,3 +349,12 @@ def test_a_parquet_job_keeps_every_type_through_parts_and_join(tmp_path, suffix)
         row = json.loads(out.read_text().splitlines()[2])
         assert row["_id"] == 12 and row["amount"] == 12.5 and row["day"] == "2024-03-05"
         assert row["at"] == "2024-03-05T12:30:00" and row["either"] == {"kind": "b", "x": None, "y": False}
+
+
+def test_extract_frame_on_polars_returns_polars():
+    pl = pytest.importorskip("polars")
+    df = pl.DataFrame({"text": ["hello", "", "BAD x"]})
+    out = extractkit.extract_frame(df, "text", Checked, extractor=Extractor(_echo_backend()))
+    assert isinstance(out, pl.DataFrame) and out.columns == ["label", "weight", "_error", "_ms"]
+    assert out["weight"].dtype == pl.Float64 and out["label"].to_list() == ["hello", None, None]
+    assert out["_error"].is_null().to_list() == [True, False, False]
