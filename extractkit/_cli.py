@@ -86,7 +86,7 @@ def extract(
         ex.plan(output)
         return ex
 
-    if input_table is not None or output_path is not None:
+    if input_table is not None or output_path is not None or resume or overwrite:
         if files or input_table is None:
             _fail("job mode takes --input TABLE and --output TABLE instead of FILES")
         from ._cli_job import run_table_job

@@ -310,6 +310,10 @@ def test_cli_job_mode_runs_a_table_and_reports(tmp_path, tiny_dir):
     assert again.exit_code == 2 and "--overwrite" in again.stderr
     both = CliRunner().invoke(app, args + ["somefile.txt"])
     assert both.exit_code == 2 and "instead of FILES" in both.stderr
+    stray = CliRunner().invoke(app, ["extract", "-s", str(schema), "--resume", "somefile.txt"])
+    assert stray.exit_code == 2 and "job mode takes --input" in stray.stderr
+    no_out = CliRunner().invoke(app, ["extract", "-s", str(schema), "--input", str(src)])
+    assert no_out.exit_code == 2 and "--input needs --output" in no_out.stderr
 
 
 # ----------------------------------------------------------------------- frames
