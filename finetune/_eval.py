@@ -87,6 +87,7 @@ def evaluate(extractor: Any, examples: Sequence[Example], schema: Any, *,
         "null_precision": round(null["both_null"] / null["pred_null"], 4) if null["pred_null"] else None,
         "null_recall": round(null["both_null"] / null["gold_null"], 4) if null["gold_null"] else None,
         "per_form": {f: round(c / t, 4) for f, (c, t) in sorted(by_form.items())} if len(by_form) > 1 else {},
+        "form_documents": {f: t // len(fields) for f, (_, t) in sorted(by_form.items())} if len(by_form) > 1 else {},
         "seconds": round(seconds, 1), "docs_per_s": round(n / seconds, 4) if seconds else None,
         "failures": failures,
     }

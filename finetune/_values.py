@@ -80,7 +80,8 @@ _STRING_KINDS: list[tuple[str, set[str]]] = [
                   "campaign"}),
     ("text", {"description", "notes", "note", "comment", "comments", "remarks", "reason", "details",
               "diagnosis", "symptoms", "issue", "problem", "outcome", "decision", "decisions", "action", "task",
-              "request", "requests"}),
+              "request", "requests", "defect", "fault", "complaint", "damage", "failure", "malfunction",
+              "incident", "symptom", "error"}),
 ]
 _WEAK = {"name", "number", "no", "id", "code", "title", "type", "value", "the", "of", "a", "description"}
 _JOB = {"job", "role", "position", "hiring", "occupation", "designation"}

@@ -1,4 +1,5 @@
-"""`extractkit.schemas` maps the top-level schemas/ folder: check both install modes expose it."""
+"""`extractkit.schemas` and `extractkit.finetune` map top-level folders, and the bundled adapter is
+package data: check both install modes expose all three."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import pytest
 
 pytestmark = pytest.mark.install
 ROOT = Path(__file__).resolve().parents[1]
-PROBE = "import extractkit.schemas as s, extractkit; print(s.__file__); print(extractkit.__file__); print(s.Invoice)"
+PROBE = ("import extractkit.schemas as s, extractkit, extractkit.finetune as f, extractkit._model as m; "
+         "print(s.__file__); print(extractkit.__file__); print(s.Invoice); print(f.__file__); "
+         "print(sorted(p.name for p in m.BUNDLED_ADAPTER.iterdir()))")
+ADAPTER_FILES = "['adapter_config.json', 'adapter_model.safetensors', 'manifest.json']"
 
 
 def _pip(*args: str, python: Path | None = None) -> None:
@@ -28,9 +32,10 @@ def test_regular_install_exposes_schemas(tmp_path):
     env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, check=True,
                          cwd=tmp_path)  # not the repo root, which would shadow the installed copy
-    schemas_file, package_file, cls = out.stdout.splitlines()
+    schemas_file, package_file, cls, finetune_file, adapter = out.stdout.splitlines()
     assert schemas_file.startswith(str(target)) and package_file.startswith(str(target))
-    assert "Invoice" in cls
+    assert finetune_file.startswith(str(target)) and "Invoice" in cls
+    assert adapter == ADAPTER_FILES
 
 
 def test_editable_install_exposes_schemas(tmp_path):
@@ -41,6 +46,8 @@ def test_editable_install_exposes_schemas(tmp_path):
     deps = sysconfig.get_paths()["purelib"]  # pydantic & co. from the test environment, searched last
     code = f"import sys; sys.path.append({deps!r}); {PROBE}"
     out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
-    schemas_file, package_file, _ = out.stdout.splitlines()
+    schemas_file, package_file, _, finetune_file, adapter = out.stdout.splitlines()
     assert Path(schemas_file) == ROOT / "schemas" / "__init__.py"
     assert Path(package_file) == ROOT / "extractkit" / "__init__.py"
+    assert Path(finetune_file) == ROOT / "finetune" / "__init__.py"
+    assert adapter == ADAPTER_FILES

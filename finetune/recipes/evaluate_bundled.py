@@ -3,6 +3,7 @@
     python -m extractkit.finetune.recipes.evaluate_bundled --model bundled --out finetune/results
     python -m extractkit.finetune.recipes.evaluate_bundled --model base --out finetune/results
     python -m extractkit.finetune.recipes.evaluate_bundled --table --out finetune/results
+    python -m extractkit.finetune.recipes.evaluate_bundled --breakdown --model bundled
 
 Each set is decoded with an output budget of 1.5 x its longest gold answer
 (+32 tokens): an answer longer than that cannot match the gold, and without a
@@ -83,10 +84,53 @@ def table(out: Path) -> str:
              "fine-tuned docs/s |", "|---|---|---|---|---|---|---|"]
     for s in sets:
         b, f = reports.get(("base", s)), reports.get(("bundled", s))
-        cell = lambda r, k: "-" if r is None else f"{r[k]:.1%}"  # noqa: E731
-        docs = (f or b)["documents"]
-        lines.append(f"| {s} | {docs} | {cell(b, 'micro_accuracy')} | {cell(b, 'valid_rate')} | "
-                     f"{cell(f, 'micro_accuracy')} | {cell(f, 'valid_rate')} | {f['docs_per_s'] if f else '-'} |")
+        lines.append(_row(s, b, f))
+    for group in ("synthetic/", "unseen/"):  # pooled over documents, like one big set
+        b = _pool([r for (m, s), r in reports.items() if m == "base" and s.startswith(group)])
+        f = _pool([r for (m, s), r in reports.items() if m == "bundled" and s.startswith(group)])
+        if b or f:
+            lines.append(_row(f"**{group[:-1]}, all**", b, f))
+    return "\n".join(lines)
+
+
+def _row(name: str, b: dict | None, f: dict | None) -> str:
+    cell = lambda r, k: "-" if r is None else f"{r[k]:.1%}"  # noqa: E731
+    docs = (f or b)["documents"]
+    speed = f"{f['docs_per_s']:.3f}" if f else "-"
+    return (f"| {name} | {docs} | {cell(b, 'micro_accuracy')} | {cell(b, 'valid_rate')} | "
+            f"{cell(f, 'micro_accuracy')} | {cell(f, 'valid_rate')} | {speed} |")
+
+
+def _pool(reports: list[dict]) -> dict | None:
+    """Several reports as one: field accuracy over all (document, field) cells; rates per document."""
+    if not reports:
+        return None
+    docs = sum(r["documents"] for r in reports)
+    cells = sum(r["fields"] * r["documents"] for r in reports)  # "fields" counts a schema's fields
+    return {"documents": docs,
+            "micro_accuracy": sum(r["micro_accuracy"] * r["fields"] * r["documents"] for r in reports) / cells,
+            "valid_rate": sum(r["valid_rate"] * r["documents"] for r in reports) / docs,
+            "docs_per_s": docs / sum(r["seconds"] for r in reports)}
+
+
+def breakdown(out: Path, model: str = "bundled") -> str:
+    """Where a model fails: accuracy per surface form (pooled over the synthetic sets) and per field."""
+    reports = [json.loads(f.read_text()) for f in sorted(out.glob(f"{model}--*.json"))]
+    forms: dict[str, list[float]] = {}
+    for r in reports:
+        counts = r.get("form_documents", {})  # absent from reports written before it existed
+        for form, acc in r.get("per_form", {}).items():
+            if form not in counts:
+                continue
+            cells = counts[form] * r["fields"]
+            hit, total = forms.setdefault(form, [0.0, 0])
+            forms[form] = [hit + acc * cells, total + cells]
+    lines = [f"{model}: accuracy per surface form (synthetic sets pooled)"]
+    lines += [f"  {form:<10} {hit / total:6.1%}  ({total} fields)" for form, (hit, total) in sorted(forms.items())]
+    lines.append(f"{model}: accuracy per field")
+    for r in reports:
+        worst = sorted(r["per_field"].items(), key=lambda kv: kv[1])
+        lines.append(f"  {r['set']:<24} " + ", ".join(f"{k} {v:.0%}" for k, v in worst))
     return "\n".join(lines)
 
 
@@ -97,9 +141,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", help="set name prefixes, e.g. sroie-dev unseen")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--table", action="store_true", help="print the results table and exit")
+    parser.add_argument("--breakdown", action="store_true", help="print --model's failures per form and field")
     args = parser.parse_args(argv)
-    if args.table:
-        print(table(args.out))
+    if args.table or args.breakdown:
+        print(table(args.out) if args.table else breakdown(args.out, args.model))
         return
     run(args.model, args.out, args.only, args.batch_size)
 
