@@ -91,7 +91,7 @@ def extract(
             _fail("job mode takes --input TABLE and --output TABLE instead of FILES")
         from ._cli_job import run_table_job
 
-        run_table_job(output_schema=output, extractor_factory=load, input_path=input_table, column=column,
+        run_table_job(output_schema=output, load_extractor=load, input_path=input_table, column=column,
                       id_column=id_column, output=output_path, resume=resume, overwrite=overwrite,
                       chunk_rows=chunk_rows)
     inputs = _read_inputs(files or [])

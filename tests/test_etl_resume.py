@@ -57,6 +57,16 @@ def test_kill_9_then_resume_gives_every_row_exactly_once_with_the_same_values(jo
     refused = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert refused.returncode == 2 and "--resume" in refused.stderr
 
+    # Ctrl-C during the resumed run: a clean message, and the parts stay for the next --resume
+    proc = subprocess.Popen(cmd + ["--resume"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while len(list(parts_dir(out).glob("part-*.parquet"))) < committed + 2 and proc.poll() is None:
+        assert time.monotonic() < deadline + 300, "the resumed job committed nothing"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "--resume to continue" in stderr, stderr
+    committed = len(list(parts_dir(out).glob("part-*.parquet")))
+
     resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 1, resumed.stderr
     assert f"resumed after {committed * CHUNK} committed rows" in resumed.stderr
