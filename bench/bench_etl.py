@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -69,6 +70,7 @@ def bench_job(args, schema) -> list[str]:
                           JobConfig(chunk_rows=args.chunk_rows, overwrite=True, progress=False))
         job.append(time.perf_counter() - start)
         log(f"job #{rep + 1}: {job[-1]:.1f} s ({summary.line})")
+    shutil.rmtree(tmp)
     best_d, best_j = min(direct), min(job)
     return [f"1. job overhead ({args.rows} rows, batch size {args.batch_size}, chunk {args.chunk_rows} rows, "
             f"best of {args.repeats})",
