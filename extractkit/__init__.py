@@ -19,6 +19,7 @@ from ._errors import (
     UsageError,
 )
 from ._extractor import ExtractConfig, Extractor, Result, extract, extract_many
+from ._frame import extract_frame
 from ._prompt import PROMPT_VERSION, render_prompt
 from ._surface import Bounds, dump_json
 
@@ -42,6 +43,7 @@ __all__ = [
     "__version__",
     "dump_json",
     "extract",
+    "extract_frame",
     "extract_many",
     "render_prompt",
 ]

@@ -58,8 +58,18 @@ def extract(
     max_new_tokens: Optional[int] = typer.Option(
         None, help="Output token budget per document (default: the schema's longest output, at most 2048)."),
     batch_size: int = typer.Option(8, help="Documents decoded together."),
+    input_table: Optional[Path] = typer.Option(
+        None, "--input", help="Job mode: a .jsonl, .csv or .parquet table with one text per row."),
+    column: str = typer.Option("text", help="Job mode: the input column holding the text."),
+    id_column: Optional[str] = typer.Option(
+        None, help="Job mode: the input column holding row ids (default: the row number from 0)."),
+    output_path: Optional[Path] = typer.Option(
+        None, "--output", help="Job mode: the .parquet or .jsonl table to write."),
+    resume: bool = typer.Option(False, "--resume", help="Job mode: continue an interrupted job."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Job mode: replace an existing output."),
+    chunk_rows: int = typer.Option(256, help="Job mode: rows per atomically committed chunk."),
 ) -> None:
-    """Extract one JSON object per input file, printed as JSONL on stdout."""
+    """Extract one JSON object per input file as JSONL on stdout, or a table of rows with --input/--output."""
     from ._extractor import ExtractConfig, Extractor
     from ._surface import build_surface, dump_json
 
@@ -68,12 +78,25 @@ def extract(
         build_surface(output.json_schema).require_supported()  # fail before loading a model
     except ExtractError as exc:
         _fail(str(exc))
+    choice = adapter_choice(adapter, base)
+
+    def load() -> Extractor:
+        ex = Extractor.from_pretrained(model, adapter=choice, engine=engine,
+                                       config=ExtractConfig(max_new_tokens=max_new_tokens, batch_size=batch_size))
+        ex.plan(output)
+        return ex
+
+    if input_table is not None or output_path is not None or resume or overwrite:
+        if files or input_table is None:
+            _fail("job mode takes --input TABLE and --output TABLE instead of FILES")
+        from ._cli_job import run_table_job
+
+        run_table_job(output_schema=output, load_extractor=load, input_path=input_table, column=column,
+                      id_column=id_column, output=output_path, resume=resume, overwrite=overwrite,
+                      chunk_rows=chunk_rows)
     inputs = _read_inputs(files or [])
     try:
-        extractor = Extractor.from_pretrained(model, adapter=adapter_choice(adapter, base), engine=engine,
-                                              config=ExtractConfig(max_new_tokens=max_new_tokens,
-                                                                   batch_size=batch_size))
-        extractor.plan(output)
+        extractor = load()
     except ExtractError as exc:
         _fail(str(exc))
     texts = [t if isinstance(t, str) else "" for _, t in inputs]

@@ -7,11 +7,12 @@ process-wide default Extractor, like `httpx.get` over `httpx.Client`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Generic, Iterable, Protocol, Sequence, TypeVar
+from typing import Any, Generic, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 from ._constraint import DEFAULT_ENGINE
 from ._errors import ExtractError, InputError
@@ -21,6 +22,11 @@ from ._schema import OutputSchema, as_output_schema
 from ._surface import Bounds, Surface, build_surface
 
 T = TypeVar("T")
+
+# extract_many pulls this many batches' worth of inputs at a time: enough for the
+# backend's length bucketing to group similar prompts, few enough that memory stays
+# bounded however long the input stream is.
+CHUNK_BATCHES = 4
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,12 @@ class Plan:
 
 @dataclass(frozen=True)
 class Result(Generic[T]):
-    """One input's outcome in `extract_many`: a value or an error, never both."""
+    """One input's outcome in `extract_many`: a value or an error, never both.
+
+    `index` counts inputs from 0; `id` is the caller's id for an ``(id, text)``
+    input, else the index. `seconds` is the wall time of the batch the input was
+    decoded in (its latency); 0 for inputs rejected before generation.
+    """
 
     index: int
     value: T | None = None
@@ -67,6 +78,7 @@ class Result(Generic[T]):
     raw: str | None = None
     seconds: float = 0.0
     tokens: int = 0
+    id: Any = None
 
     @property
     def ok(self) -> bool:
@@ -138,30 +150,50 @@ class Extractor:
 
     def extract(self, text: str, schema: type[T] | dict) -> T:
         """Extract one object of `schema` from `text`; raises on failure."""
-        result = self.extract_many([text], schema)[0]
-        return result.unwrap()
+        return next(self.extract_many([text], schema)).unwrap()
 
-    def extract_many(self, texts: Iterable[str], schema: type[T] | dict) -> list[Result[T]]:
-        """One Result per input, in input order; a bad input never sinks the others."""
+    def extract_many(self, texts: Iterable[Any], schema: type[T] | dict, *,
+                     batch_size: int | None = None) -> Iterator[Result[T]]:
+        """Lazily yield one Result per input, in input order; a bad input never sinks the others.
+
+        `texts` may be any iterable (a generator over millions of rows): it is
+        pulled a few batches at a time, so memory stays bounded. An input may be
+        a text or an ``(id, text)`` pair; the id comes back as `Result.id`. The
+        schema is checked and compiled before the first input is read.
+        """
         plan = self.plan(schema)
-        texts = list(texts)
-        results: list[Result[T] | None] = [None] * len(texts)
-        prompts, where = [], []
-        for i, text in enumerate(texts):
+        size = batch_size or self.config.batch_size
+        if size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {size}")
+        return self._stream(iter(texts), plan, size)
+
+    def _stream(self, items: Iterator[Any], plan: Plan, size: int) -> Iterator[Result[T]]:
+        start = 0
+        while chunk := list(itertools.islice(items, size * CHUNK_BATCHES)):
+            yield from self._chunk(chunk, start, plan, size)
+            start += len(chunk)
+
+    def _chunk(self, items: list[Any], start: int, plan: Plan, size: int) -> list[Result[T]]:
+        results: list[Result[T] | None] = [None] * len(items)
+        prompts, where, ids = [], [], []
+        for offset, item in enumerate(items):
+            i = start + offset
+            key, text = item if isinstance(item, tuple) and len(item) == 2 else (i, item)
+            ids.append(key)
             try:
                 prompts.append(self._prompt(text, plan))
-                where.append(i)
+                where.append(offset)
             except InputError as exc:
-                results[i] = Result(index=i, error=exc)
-        generations = self.backend.generate(prompts, plan,
-                                            max_new_tokens=plan.max_new_tokens,
-                                            batch_size=self.config.batch_size) if prompts else []
-        for i, gen in zip(where, generations):
+                results[offset] = Result(index=i, error=exc, id=key)
+        generations = self.backend.generate(prompts, plan, max_new_tokens=plan.max_new_tokens,
+                                            batch_size=size) if prompts else []
+        for offset, gen in zip(where, generations):
+            common = dict(index=start + offset, raw=gen.text, seconds=gen.seconds, tokens=gen.tokens,
+                          id=ids[offset])
             try:
-                value = parse_output(gen.text, gen.finished, plan.schema)
-                results[i] = Result(index=i, value=value, raw=gen.text, seconds=gen.seconds, tokens=gen.tokens)
+                results[offset] = Result(value=parse_output(gen.text, gen.finished, plan.schema), **common)
             except ExtractError as exc:
-                results[i] = Result(index=i, error=exc, raw=gen.text, seconds=gen.seconds, tokens=gen.tokens)
+                results[offset] = Result(error=exc, **common)
         return results  # type: ignore[return-value]
 
 
@@ -183,7 +215,7 @@ def extract(text: str, schema: type[T] | dict, *, extractor: Extractor | None = 
     return (extractor or default_extractor()).extract(text, schema)
 
 
-def extract_many(texts: Iterable[str], schema: type[T] | dict, *,
-                 extractor: Extractor | None = None) -> list[Result[T]]:
-    """Extract from many texts; one Result per input, in input order."""
-    return (extractor or default_extractor()).extract_many(texts, schema)
+def extract_many(texts: Iterable[Any], schema: type[T] | dict, *, batch_size: int | None = None,
+                 extractor: Extractor | None = None) -> Iterator[Result[T]]:
+    """Lazily extract from many texts (or ``(id, text)`` pairs); one Result per input, in order."""
+    return (extractor or default_extractor()).extract_many(texts, schema, batch_size=batch_size)

@@ -51,7 +51,7 @@ def evaluate(extractor: Any, examples: Sequence[Example], schema: Any, *,
     js = schema.json_schema
     fields = list(resolve(js, js).get("properties", {}))
     start = time.perf_counter()
-    results = extractor.extract_many([ex.text for ex in examples], schema.model or js)
+    results = list(extractor.extract_many([ex.text for ex in examples], schema.model or js))
     seconds = time.perf_counter() - start
     correct: dict[str, int] = defaultdict(int)
     by_form: dict[str, list[int]] = defaultdict(lambda: [0, 0])

@@ -34,3 +34,13 @@ def real_extractor():
     from extractkit import Extractor
 
     return Extractor.from_pretrained()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster (2 CPUs) for the whole session; started only if a test asks."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "EXTRACTKIT_QUIET": "1"}})
+    yield ray
+    ray.shutdown()

@@ -41,7 +41,7 @@ def test_invoice_receipt_and_contact_are_valid_instances(real_extractor):
     receipt = real_extractor.extract((EXAMPLES / "receipt.txt").read_text(), Receipt)
     assert isinstance(invoice, Invoice) and isinstance(invoice.total, Decimal)
     assert isinstance(receipt, Receipt)
-    results = real_extractor.extract_many([(EXAMPLES / "contact.txt").read_text(), "   "], Contact)
+    results = list(real_extractor.extract_many([(EXAMPLES / "contact.txt").read_text(), "   "], Contact))
     assert isinstance(results[0].value, Contact)
     assert isinstance(results[1].error, InputError)
 

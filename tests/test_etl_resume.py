@@ -1,0 +1,78 @@
+"""A real crash: `kill -9` a CLI job on the tiny model mid-way, resume it, and compare (fast tier)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from extractkit._job import parts_dir
+
+ROWS, CHUNK = 400, 10
+
+
+def _job(tmp_path, tiny_dir, out, *extra):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "EXTRACTKIT_QUIET": "1"}
+    return [sys.executable, "-m", "extractkit", "extract", "-s", str(tmp_path / "n.schema.json"),
+            "--model", str(tiny_dir), "--base", "--input", str(tmp_path / "in.jsonl"), "--id-column", "id",
+            "--output", str(out), "--chunk-rows", str(CHUNK), "--batch-size", "4", *extra], env
+
+
+@pytest.fixture
+def job_files(tmp_path):
+    (tmp_path / "n.schema.json").write_text(json.dumps({
+        "title": "N", "type": "object", "required": ["n", "word"],
+        "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 99},
+                       "word": {"type": "string", "maxLength": 3}}}))
+    with (tmp_path / "in.jsonl").open("w") as f:
+        for i in range(ROWS):
+            f.write(json.dumps({"id": 1000 + i, "text": "" if i % 50 == 7 else f"row {i}: {i % 13} items"}) + "\n")
+    return tmp_path
+
+
+def test_kill_9_then_resume_gives_every_row_exactly_once_with_the_same_values(job_files, tiny_dir):
+    tmp_path = job_files
+    cmd, env = _job(tmp_path, tiny_dir, tmp_path / "full.parquet")
+    full = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert full.returncode == 1 and f"{ROWS - 8} ok, 8 failed" in full.stderr, full.stderr
+
+    out = tmp_path / "out.parquet"
+    cmd, env = _job(tmp_path, tiny_dir, out)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while len(list(parts_dir(out).glob("part-*.parquet"))) < 3 and proc.poll() is None:
+        assert time.monotonic() < deadline, "the job committed nothing in 300 s"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    committed = len(list(parts_dir(out).glob("part-*.parquet")))
+    assert not out.exists() and 3 <= committed < ROWS // CHUNK, "the job was not killed mid-way"
+
+    refused = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+
+    # Ctrl-C during the resumed run: a clean message, and the parts stay for the next --resume
+    proc = subprocess.Popen(cmd + ["--resume"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while len(list(parts_dir(out).glob("part-*.parquet"))) < committed + 2 and proc.poll() is None:
+        assert time.monotonic() < deadline + 300, "the resumed job committed nothing"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "--resume to continue" in stderr, stderr
+    committed = len(list(parts_dir(out).glob("part-*.parquet")))
+
+    resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 1, resumed.stderr
+    assert f"resumed after {committed * CHUNK} committed rows" in resumed.stderr
+    assert f"{ROWS - 8} ok, 8 failed ({ROWS} rows" in resumed.stderr
+    got, want = pq.read_table(out).drop_columns(["_ms"]), pq.read_table(tmp_path / "full.parquet").drop_columns(["_ms"])
+    ids = got.column("_id").to_pylist()
+    assert ids == [1000 + i for i in range(ROWS)] and len(set(ids)) == ROWS
+    assert got.equals(want)
+    assert not parts_dir(out).exists()
