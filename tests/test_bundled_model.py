@@ -35,15 +35,38 @@ TERIMA KASIH, SILA DATANG LAGI
 """
 
 
-def test_invoice_values(real_extractor):
-    inv = real_extractor.extract((EXAMPLES / "invoice.txt").read_text(), Invoice)
-    assert inv.invoice_number == "INV-2024-0117"
-    assert (inv.issue_date, inv.due_date) == (dt.date(2024, 3, 5), dt.date(2024, 4, 4))
-    assert inv.seller == "NORTHWIND TRADING LTD"
-    assert inv.buyer is not None and inv.buyer.startswith("Contoso Analytics GmbH")
-    assert inv.currency == "GBP"
-    assert (inv.subtotal, inv.tax, inv.total) == (Decimal("2238.40"), Decimal("447.68"), Decimal("2686.08"))
-    assert [item.amount for item in inv.line_items] == [Decimal("1200"), Decimal("900"), Decimal("138.40")]
+@pytest.fixture(scope="module")
+def invoice(real_extractor):
+    return real_extractor.extract((EXAMPLES / "invoice.txt").read_text(), Invoice)
+
+
+@pytest.fixture(scope="module")
+def contact(real_extractor):
+    return real_extractor.extract((EXAMPLES / "contact.txt").read_text(), Contact)
+
+
+def test_invoice_values(invoice):
+    assert invoice.invoice_number == "INV-2024-0117"
+    assert (invoice.issue_date, invoice.due_date) == (dt.date(2024, 3, 5), dt.date(2024, 4, 4))
+    assert invoice.seller == "NORTHWIND TRADING LTD"
+    assert invoice.buyer is not None and invoice.buyer.startswith("Contoso Analytics GmbH")
+    assert (invoice.subtotal, invoice.total) == (Decimal("2238.40"), Decimal("2686.08"))
+    assert [item.description for item in invoice.line_items] == [
+        "Data pipeline audit", "On-site workshop (days)", "Travel expenses"]
+    assert [item.quantity for item in invoice.line_items] == [1, 2, 1]
+    assert [item.amount for item in invoice.line_items] == [Decimal("1200"), Decimal("900"), Decimal("138.40")]
+
+
+# Known misses of the shipped adapter on these texts (docs/model-card.md, "Where it fails").
+# strict=True: when a retrained adapter gets them right, these tests fail until the marks go.
+@pytest.mark.xfail(strict=True, reason="reads 'VAT 20%' as the tax and misses the currency in 'TOTAL DUE (GBP)'")
+def test_invoice_currency_and_tax(invoice):
+    assert (invoice.currency, invoice.tax) == ("GBP", Decimal("447.68"))
+
+
+@pytest.mark.xfail(strict=True, reason="reads '1,200.00' as 1.2 (thousands separator taken for a decimal point)")
+def test_invoice_unit_price_with_thousands_separator(invoice):
+    assert [item.unit_price for item in invoice.line_items] == [Decimal("1200"), Decimal("450"), Decimal("138.40")]
 
 
 def test_receipt_values(real_extractor):
@@ -54,10 +77,13 @@ def test_receipt_values(real_extractor):
     assert rec.address is not None and "SHAH ALAM" in rec.address
 
 
-def test_contact_values(real_extractor):
-    c = real_extractor.extract((EXAMPLES / "contact.txt").read_text(), Contact)
-    assert c.name == "Maria Gonzalez"
-    assert c.title == "Head of Procurement"
-    assert c.company == "Lumen Robotics S.L."
-    assert c.email == "maria.gonzalez@lumenrobotics.es"
-    assert c.phone == "+34 912 345 678"
+def test_contact_values(contact):
+    assert contact.name == "Maria Gonzalez"
+    assert contact.company == "Lumen Robotics S.L."
+    assert contact.email == "maria.gonzalez@lumenrobotics.es"
+    assert contact.address == "Calle de Alcala 120, 28009 Madrid"
+
+
+@pytest.mark.xfail(strict=True, reason="writes title 'Procurement' (drops 'Head of') and no phone")
+def test_contact_title_and_phone(contact):
+    assert (contact.title, contact.phone) == ("Head of Procurement", "+34 912 345 678")
