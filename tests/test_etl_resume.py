@@ -64,15 +64,63 @@ def test_kill_9_then_resume_gives_every_row_exactly_once_with_the_same_values(jo
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "--resume to continue" in stderr, stderr
-    committed = len(list(parts_dir(out).glob("part-*.parquet")))
-
-    resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 1, resumed.stderr
-    assert f"resumed after {committed * CHUNK} committed rows" in resumed.stderr
-    assert f"{ROWS - 8} ok, 8 failed ({ROWS} rows" in resumed.stderr
+    if proc.returncode == 130:
+        assert "--resume to continue" in stderr, stderr
+        committed = len(list(parts_dir(out).glob("part-*.parquet")))
+        resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+        assert resumed.returncode == 1, resumed.stderr
+        assert f"resumed after {committed * CHUNK} committed rows" in resumed.stderr
+        stderr = resumed.stderr
+    else:
+        # On a fast, quiet machine the resumed job can finish between two polls of the parts
+        # folder, before the signal lands: then it was the final run (seen in CI, not a lost signal).
+        assert proc.returncode == 1 and "resumed after" in stderr, stderr
+    assert f"{ROWS - 8} ok, 8 failed ({ROWS} rows" in stderr, stderr
     got, want = pq.read_table(out).drop_columns(["_ms"]), pq.read_table(tmp_path / "full.parquet").drop_columns(["_ms"])
     ids = got.column("_id").to_pylist()
     assert ids == [1000 + i for i in range(ROWS)] and len(set(ids)) == ROWS
     assert got.equals(want)
     assert not parts_dir(out).exists()
+
+
+REAL_ROWS, REAL_CHUNK = 12, 2
+PEOPLE = ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Edsger Dijkstra", "Barbara Liskov", "Donald Knuth"]
+
+
+@pytest.mark.real_model
+def test_kill_9_then_resume_on_the_real_model(tmp_path):
+    """The same crash on the real model (bundled adapter): exactly once, same values as a clean run."""
+    (tmp_path / "c.schema.json").write_text(json.dumps({
+        "title": "Caller", "type": "object", "required": ["name", "minutes"],
+        "properties": {"name": {"type": "string", "maxLength": 40},
+                       "minutes": {"type": "integer", "minimum": 0, "maximum": 999}}}))
+    with (tmp_path / "in.jsonl").open("w") as f:
+        for i in range(REAL_ROWS):
+            f.write(json.dumps({"id": f"call-{i}", "text": f"Call log: {PEOPLE[i % 6]} rang at 09:{i:02d} "
+                                                         f"and talked for {5 + i} minutes."}) + "\n")
+
+    def job(out, *extra):
+        cmd = [sys.executable, "-m", "extractkit", "extract", "-s", str(tmp_path / "c.schema.json"),
+               "--input", str(tmp_path / "in.jsonl"), "--id-column", "id", "--output", str(out),
+               "--chunk-rows", str(REAL_CHUNK), "--batch-size", "2", *extra]
+        return cmd, {**os.environ, "EXTRACTKIT_QUIET": "1"}
+
+    cmd, env = job(tmp_path / "full.parquet")
+    full = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert full.returncode == 0, full.stderr
+    out = tmp_path / "out.parquet"
+    cmd, env = job(out)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while len(list(parts_dir(out).glob("part-*.parquet"))) < 2 and proc.poll() is None:
+        assert time.monotonic() < deadline, "the job committed nothing in 600 s"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    got, want = pq.read_table(out).drop_columns(["_ms"]), pq.read_table(tmp_path / "full.parquet").drop_columns(["_ms"])
+    assert got.column("_id").to_pylist() == [f"call-{i}" for i in range(REAL_ROWS)]
+    assert got.equals(want)
+    assert got.column("minutes").to_pylist() == [5 + i for i in range(REAL_ROWS)]
