@@ -24,6 +24,17 @@ def _job(tmp_path, tiny_dir, out, *extra):
             "--output", str(out), "--chunk-rows", str(CHUNK), "--batch-size", "4", *extra], env
 
 
+def _parts(out) -> int:
+    return len(list(parts_dir(out).glob("part-*.parquet")))
+
+
+def _wait_for_parts(proc, out, n: int, deadline: float) -> None:
+    """Poll until the job has committed `n` parts (or has exited), failing past `deadline`."""
+    while _parts(out) < n and proc.poll() is None:
+        assert time.monotonic() < deadline, f"the job did not commit {n} parts in time"
+        time.sleep(0.02)
+
+
 @pytest.fixture
 def job_files(tmp_path):
     (tmp_path / "n.schema.json").write_text(json.dumps({
@@ -46,12 +57,10 @@ def test_kill_9_then_resume_gives_every_row_exactly_once_with_the_same_values(jo
     cmd, env = _job(tmp_path, tiny_dir, out)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
-    while len(list(parts_dir(out).glob("part-*.parquet"))) < 3 and proc.poll() is None:
-        assert time.monotonic() < deadline, "the job committed nothing in 300 s"
-        time.sleep(0.02)
+    _wait_for_parts(proc, out, 3, deadline)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    committed = len(list(parts_dir(out).glob("part-*.parquet")))
+    committed = _parts(out)
     assert not out.exists() and 3 <= committed < ROWS // CHUNK, "the job was not killed mid-way"
 
     refused = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -59,14 +68,12 @@ def test_kill_9_then_resume_gives_every_row_exactly_once_with_the_same_values(jo
 
     # Ctrl-C during the resumed run: a clean message, and the parts stay for the next --resume
     proc = subprocess.Popen(cmd + ["--resume"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    while len(list(parts_dir(out).glob("part-*.parquet"))) < committed + 2 and proc.poll() is None:
-        assert time.monotonic() < deadline + 300, "the resumed job committed nothing"
-        time.sleep(0.02)
+    _wait_for_parts(proc, out, committed + 2, deadline + 300)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     if proc.returncode == 130:
         assert "--resume to continue" in stderr, stderr
-        committed = len(list(parts_dir(out).glob("part-*.parquet")))
+        committed = _parts(out)
         resumed = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
         assert resumed.returncode == 1, resumed.stderr
         assert f"resumed after {committed * CHUNK} committed rows" in resumed.stderr
@@ -111,10 +118,7 @@ def test_kill_9_then_resume_on_the_real_model(tmp_path):
     out = tmp_path / "out.parquet"
     cmd, env = job(out)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 600
-    while len(list(parts_dir(out).glob("part-*.parquet"))) < 2 and proc.poll() is None:
-        assert time.monotonic() < deadline, "the job committed nothing in 600 s"
-        time.sleep(0.05)
+    _wait_for_parts(proc, out, 2, time.monotonic() + 600)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not out.exists()
