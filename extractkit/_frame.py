@@ -26,9 +26,13 @@ def extract_frame(df: Any, column: str, schema: Any, *, extractor: Extractor | N
     extractor = extractor or default_extractor()
     output = as_output_schema(schema)
     extractor.plan(output)
+    from ._job import extract_rows
+    from ._rows import Row, as_text
+
     values = df.get_column(column).to_list() if polars else df[column].tolist()
-    texts = [None if _missing(t) else t for t in values]
-    results = list(extractor.extract_many(texts, output, batch_size=batch_size))
+    # The same row checks as file jobs and Ray (null, bytes, bad UTF-8), so a bad cell reads the same.
+    rows = [Row(i, i, as_text(None if _missing(t) else t)) for i, t in enumerate(values)]
+    results = extract_rows(extractor, output, rows, batch_size)
     table = results_table(results, output_schema(output, None, extractor.config.bounds))
     if polars:
         import polars as pl
@@ -42,7 +46,7 @@ def extract_frame(df: Any, column: str, schema: Any, *, extractor: Extractor | N
 
 
 def _missing(value: Any) -> bool:
-    """pandas spells a missing text NaN or NA; the Extractor should see None."""
+    """pandas spells a missing text NaN or NA; the row checks expect None."""
     if value is None or isinstance(value, str):
         return False
     try:

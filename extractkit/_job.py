@@ -120,10 +120,11 @@ def _part(parts: Path, k: int) -> Path:
     return parts / f"part-{k:06d}.parquet"
 
 
-def extract_rows(extractor: Extractor, schema: OutputSchema, rows: list[Row]) -> list[Result]:
-    """Results for one chunk in row order; rows the reader flagged never reach the model."""
+def extract_rows(extractor: Extractor, schema: OutputSchema, rows: list[Row],
+                 batch_size: int | None = None) -> list[Result]:
+    """Results for `rows` in row order; rows the reader flagged never reach the model."""
     good = [(row.id, row.text) for row in rows if not isinstance(row.text, InputError)]
-    extracted = iter(extractor.extract_many(good, schema))
+    extracted = iter(extractor.extract_many(good, schema, batch_size=batch_size))
     return [Result(index=i, error=row.text, id=row.id) if isinstance(row.text, InputError) else next(extracted)
             for i, row in enumerate(rows)]
 
