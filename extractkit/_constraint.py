@@ -31,6 +31,9 @@ class Matcher(Protocol):
 
     def fill(self, bitmask: torch.Tensor, row: int) -> None: ...
     def advance(self, token_id: int) -> None: ...
+    def draft(self) -> list[int]:
+        """Tokens the grammar forces next (may be empty); a proposal the decoder verifies."""
+        ...
 
 
 class CompiledGrammar(Protocol):

@@ -102,17 +102,19 @@ class Extractor:
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = None, *, adapter: str | os.PathLike | None = "bundled",
                         engine: str = DEFAULT_ENGINE, device: str | None = None, dtype: str = "float32",
-                        config: ExtractConfig = ExtractConfig()) -> "Extractor":
+                        decoder: str = "fast", config: ExtractConfig = ExtractConfig()) -> "Extractor":
         """Load a checkpoint and a LoRA adapter.
 
         Defaults: the cached base Gemma 3 270M with extractkit's bundled
         fine-tuned adapter. `adapter=None` gives the bare base model; a folder
-        applies your own adapter (from `extractkit finetune`).
+        applies your own adapter (from `extractkit finetune`). `decoder="generate"`
+        decodes through transformers' `generate()` instead of extractkit's engine
+        (same outputs, slower; the reference the engine is tested against).
         """
         from ._transformers import TransformersBackend
 
         backend = TransformersBackend.from_pretrained(model, adapter=adapter, engine=engine,
-                                                      device=device, dtype=dtype)
+                                                      device=device, dtype=dtype, decoder=decoder)
         return cls(backend, config)
 
     def plan(self, schema: Any) -> Plan:

@@ -84,6 +84,11 @@ def render_prompt_for_schema(text: str, json_schema: dict[str, Any]) -> str:
     return TEMPLATE.format(version=PROMPT_VERSION, schema=describe_schema(json_schema), text=text)
 
 
+def prompt_prefix(json_schema: dict[str, Any]) -> str:
+    """The part of every prompt of this schema before the document (the engine caches it)."""
+    return TEMPLATE.split("{text}")[0].format(version=PROMPT_VERSION, schema=describe_schema(json_schema))
+
+
 def render_prompt(text: str, schema: Any) -> str:
     """Public: the exact prompt extractkit feeds the model for `text` and `schema`.
 

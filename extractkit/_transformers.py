@@ -16,14 +16,24 @@ from typing import Any, Sequence
 
 from ._constraint import DEFAULT_ENGINE, Engine, GrammarCache, check_engine, load_engine
 from ._decode import Generation, generate_batch
+from ._errors import UsageError
+
+DECODERS = ("fast", "generate")  # extractkit's engine (`_engine.py`) / transformers' generate() (`_decode.py`)
 
 
 class TransformersBackend:
     """Runs constrained greedy decoding on a loaded transformers model."""
 
     def __init__(self, model: Any, tokenizer: Any, *, engine: str | Engine = DEFAULT_ENGINE,
-                 name: str = "transformers"):
+                 name: str = "transformers", decoder: str = "fast"):
+        from ._gemma import supports
+
+        if decoder not in DECODERS:
+            raise UsageError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
         self.model, self.tokenizer, self.name = model, tokenizer, name
+        # The fast engine implements Gemma 3; any other architecture decodes through generate().
+        self.decoder = decoder if supports(model) else "generate"
+        self._fast = None
         self.vocab_size = model.get_output_embeddings().weight.shape[0]
         self.engine = load_engine(engine, tokenizer, self.vocab_size) if isinstance(engine, str) else engine
         self.grammars = GrammarCache(self.engine)
@@ -33,7 +43,7 @@ class TransformersBackend:
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = None, *, adapter: str | os.PathLike | None = "bundled",
                         engine: str = DEFAULT_ENGINE, device: str | None = None,
-                        dtype: str = "float32") -> "TransformersBackend":
+                        dtype: str = "float32", decoder: str = "fast") -> "TransformersBackend":
         from ._model import checkpoint_path, load_tokenizer, load_weights, resolve_adapter
 
         check_engine(engine)  # fail before seconds of loading
@@ -48,7 +58,7 @@ class TransformersBackend:
             hf_model = load_weights(path, adapter=adapter, device=device, dtype=dtype)
             built = tables.result()
         name = f"transformers:{path.name}" + (f"+{Path(adapter).name}" if adapter else "")
-        return cls(hf_model, tokenizer, engine=built, name=name)
+        return cls(hf_model, tokenizer, engine=built, name=name, decoder=decoder)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text)["input_ids"])
@@ -58,8 +68,18 @@ class TransformersBackend:
 
     def generate(self, prompts: Sequence[str], plan: Any, *, max_new_tokens: int,
                  batch_size: int) -> list[Generation]:
-        """Decode all prompts under `plan`'s grammar; batches group prompts of similar length."""
+        """Greedy-decode all prompts under `plan`'s grammar, `batch_size` sequences at a time."""
         compiled = self.compile(plan.surface.regex)
+        if self.decoder == "fast":
+            from ._engine import FastDecoder
+            from ._prompt import prompt_prefix
+
+            with self._lock:
+                self._fast = self._fast or FastDecoder(self.model, self.tokenizer)
+                with torch_inference():
+                    return self._fast.generate(prompts, prompt_prefix(plan.schema.json_schema), compiled,
+                                               max_new_tokens, batch_size)
+        # The reference path: batches group prompts of similar length.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[Generation | None] = [None] * len(prompts)
         for lo in range(0, len(order), batch_size):
@@ -70,3 +90,9 @@ class TransformersBackend:
             for i, out in zip(chunk, outs):
                 results[i] = out
         return results  # type: ignore[return-value]
+
+
+def torch_inference() -> Any:
+    import torch
+
+    return torch.inference_mode()

@@ -21,6 +21,9 @@ class _Matcher:
         if not self.inner.consume_token(token_id):
             raise RuntimeError(f"llguidance rejected token {token_id}: {self.inner.get_error()}")
 
+    def draft(self) -> list[int]:
+        # The tokens of the string the grammar forces next, as the tokenizer would split it.
+        return list(self.inner.compute_ff_tokens())
 
 
 @dataclass

@@ -24,6 +24,9 @@ class _Matcher:
     def advance(self, token_id: int) -> None:
         self.guide.advance(token_id=token_id, return_tokens=False)
 
+    def draft(self) -> list[int]:
+        return []  # no fast-forward: the engine still skips the head where one token is allowed
+
 
 
 @dataclass

@@ -19,6 +19,9 @@ class _Matcher:
         if not self.inner.accept_token(token_id):
             raise RuntimeError(f"xgrammar rejected token {token_id}")
 
+    def draft(self) -> list[int]:
+        return []  # no fast-forward: the engine still skips the head where one token is allowed
+
 
 
 @dataclass

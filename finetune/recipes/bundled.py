@@ -12,7 +12,8 @@ Stage 3 starts from stage 2 with fresh documents (a new seed) and more of them
 per built-in schema: the stage-2 evaluation showed the built-ins undertrained
 (55-77% field accuracy on held-out synthetic sets, mostly invented values for
 absent fields and list items cut short), not a surface form it could not read.
-The final adapter is `OUT/stage3`; `--install` copies it into the package.
+Stage 4 repeats that step once more (new seed, 220 per built-in, lower rate).
+The final adapter is `OUT/stage4`; `--install` copies it into the package.
 """
 
 from __future__ import annotations
@@ -42,7 +43,12 @@ PER_GENERATED = 5         # ... with this many documents each
 SROIE_REPLAY = 120        # SROIE training receipts seen again in stage 2
 STAGE3 = replace(STAGE1, learning_rate=1.5e-4, warmup_steps=3)
 STAGE3_MIX = {"per_builtin": 150, "generated_schemas": 40, "per_generated": 5, "sroie_replay": 150}
-FINAL = "stage3"
+# Stage 4: the stage-3 evaluation (83.8 % on held-out synthetic built-ins, up from
+# 67.9 % after stage 2) said more built-in documents still pay; a lower rate keeps
+# what stage 3 learned.
+STAGE4 = replace(STAGE1, learning_rate=1e-4, warmup_steps=3)
+STAGE4_MIX = {"per_builtin": 220, "generated_schemas": 20, "per_generated": 5, "sroie_replay": 100}
+FINAL = "stage4"
 
 
 def sroie_train() -> list[tuple]:
@@ -78,6 +84,10 @@ def stage3_data(seed: int = 2) -> list[tuple]:
     return mixed_data(seed, **STAGE3_MIX)
 
 
+def stage4_data(seed: int = 3) -> list[tuple]:
+    return mixed_data(seed, **STAGE4_MIX)
+
+
 def run_stage(name: str, data: list[tuple], config: TrainConfig, out: Path, *, init: Path | None,
               resume: bool) -> None:
     from extractkit._manifest import write_training_manifest
@@ -98,7 +108,7 @@ def run_stage(name: str, data: list[tuple], config: TrainConfig, out: Path, *, i
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--stage", choices=["1", "2", "3", "all"], default="all")
+    parser.add_argument("--stage", choices=["1", "2", "3", "4", "all"], default="all")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--install", action="store_true", help="copy the final adapter into the package")
     args = parser.parse_args(argv)
@@ -108,6 +118,8 @@ def main(argv: list[str] | None = None) -> None:
         run_stage("stage2", stage2_data(), STAGE2, args.out, init=args.out / "stage1", resume=args.resume)
     if args.stage in ("3", "all"):
         run_stage("stage3", stage3_data(), STAGE3, args.out, init=args.out / "stage2", resume=args.resume)
+    if args.stage in ("4", "all"):
+        run_stage("stage4", stage4_data(), STAGE4, args.out, init=args.out / "stage3", resume=args.resume)
     if args.install:
         from extractkit._model import BUNDLED_ADAPTER
 

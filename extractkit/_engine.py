@@ -1,0 +1,218 @@
+"""Stage 4, fast path: continuous batching, a shared-prefix cache, fast-forward, a mask-aware head.
+
+It returns what `_decode.generate_batch` (transformers' `generate()`) returns
+for the same prompts - greedy decoding under the same grammar - and gets there
+with less work:
+
+- **Continuous batching**: up to `batch_size` sequences decode together, each
+  with its own grammar matcher; a finished sequence leaves its row and a
+  waiting prompt is prefilled into it, so no row idles on another's tail.
+- **Shared-prefix cache**: every prompt of a schema starts with the same
+  instruction + schema text (`_prompt.prompt_prefix`). Its keys/values are
+  computed once and copied into each new row; only the document is prefilled.
+  Reuse stops at the first token where the prompt's tokenization departs from
+  the prefix's, so the result is the same as prefilling the whole prompt.
+- **Fast-forward, verified**: where the grammar forces a string (keys, quotes,
+  punctuation) the matcher proposes its tokens (`Matcher.draft`); they are fed
+  in the same forward pass as the sampled token and kept only while they are
+  what greedy decoding would have picked at each position - speculative
+  decoding with the grammar as the draft model, so outputs cannot change.
+- **Mask-aware head**: when the grammar allows few tokens, logits are computed
+  for those rows of the 262k x 640 output head only. Greedy picks the argmax of
+  the allowed logits, so the other rows never mattered.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+from ._constraint import CompiledGrammar, Matcher, new_bitmask
+from ._decode import Generation
+from ._gemma import GemmaRunner, KVCache
+
+SMALL_HEAD = 4096   # at most this many allowed tokens: gather their head rows instead of the full matmul
+PREFIXES = 8        # prefix caches kept (one per schema in use)
+
+
+@dataclass
+class _Seq:
+    index: int                 # position in the caller's prompt list
+    ids: list[int]             # prompt token ids
+    matcher: Matcher
+    started: float
+    out: list[int] = field(default_factory=list)
+    feed: list[int] = field(default_factory=list)   # tokens to feed next: [chosen] + draft
+    length: int = 0            # positions of this sequence already in the cache
+    finished: bool = False     # ended with EOS
+    failed: str | None = None
+
+
+class FastDecoder:
+    """Greedy constrained decoding of many prompts on one `GemmaRunner`."""
+
+    def __init__(self, hf_model: Any, tokenizer: Any):
+        self.runner = GemmaRunner(hf_model)
+        self.tokenizer = tokenizer
+        self.eos = tokenizer.eos_token_id
+        self.vocab = self.runner.head.shape[0]
+        self._prefixes: dict[str, tuple[list[int], KVCache]] = {}
+        self._bits = torch.arange(32, dtype=torch.int32)
+        self.mask_seconds = 0.0
+
+    # ------------------------------------------------------------ prefix cache
+    def _prefix(self, text: str) -> tuple[list[int], KVCache]:
+        if text not in self._prefixes:
+            ids = self.tokenizer(text)["input_ids"]
+            cache = self.runner.new_cache(1, len(ids))
+            self.runner.forward(cache, slice(0, 1), torch.tensor([ids], device=self.runner.device),
+                                torch.zeros(1, dtype=torch.long, device=self.runner.device))
+            if len(self._prefixes) >= PREFIXES:
+                self._prefixes.pop(next(iter(self._prefixes)))
+            self._prefixes[text] = (ids, cache)
+        return self._prefixes[text]
+
+    # ------------------------------------------------------------ grammar + head
+    def _allowed(self, matcher: Matcher) -> torch.Tensor:
+        """Ids of the tokens the matcher allows next (EOS included in accepting states)."""
+        start = time.perf_counter()
+        bitmask = new_bitmask(1, self.vocab)
+        matcher.fill(bitmask, 0)
+        bits = ((bitmask[0].unsqueeze(-1) >> self._bits) & 1).view(-1)[: self.vocab]
+        ids = bits.nonzero().view(-1)
+        self.mask_seconds += time.perf_counter() - start
+        return ids
+
+    def _choose(self, hidden: torch.Tensor, allowed: torch.Tensor) -> int:
+        """Greedy pick among `allowed` for one position (hidden: [hidden_size])."""
+        if allowed.numel() == 1:
+            return int(allowed[0])
+        if allowed.numel() == 0:
+            return self.eos  # a dead grammar state; the matcher reports it on advance
+        if allowed.numel() <= SMALL_HEAD:
+            rows = self.runner.head.index_select(0, allowed.to(self.runner.device))
+            return int(allowed[int(torch.argmax(rows @ hidden))])
+        return self._pick(self.runner.head @ hidden, allowed)
+
+    # ------------------------------------------------------------ one sequence's step
+    def _accept(self, seq: _Seq, hidden: torch.Tensor, max_new: int, allowed: torch.Tensor,
+                logits: torch.Tensor | None = None) -> None:
+        """Walk the fed tokens' outputs: keep draft tokens greedy agrees with, pick the next token.
+
+        hidden[j] is the model's output after feed[j]; feed[0] was chosen (and
+        given to the matcher) earlier, feed[1:] is the draft. `allowed` is the
+        matcher's set for hidden[0]; `logits`, when given, the full head's
+        logits for hidden[0].
+        """
+        draft = seq.feed[1:]
+        seq.length += 1
+        for j in range(len(draft) + 1):
+            if j > 0:
+                allowed = self._allowed(seq.matcher)
+            token = self._pick(logits, allowed) if j == 0 and logits is not None else self._choose(hidden[j], allowed)
+            if not self._take(seq, token, max_new):
+                return
+            if j < len(draft) and token == draft[j]:
+                seq.length += 1          # its keys/values were computed in this pass
+                continue
+            seq.feed = [token] + self._draft(seq, max_new)
+            return
+
+    def _pick(self, logits: torch.Tensor, allowed: torch.Tensor) -> int:
+        keep = torch.zeros(self.vocab, dtype=torch.bool, device=logits.device)
+        keep[allowed.to(logits.device)] = True
+        return int(torch.argmax(logits.masked_fill(~keep, float("-inf"))))
+
+    def _take(self, seq: _Seq, token: int, max_new: int) -> bool:
+        """Append a chosen token; False when the sequence is over."""
+        if token == self.eos:
+            seq.finished = True
+            return False
+        try:
+            seq.matcher.advance(token)
+        except Exception as exc:  # an engine bug must not sink the other rows
+            seq.failed = str(exc)
+            return False
+        seq.out.append(token)
+        # generate() counts EOS against max_new_tokens: room for the token after this one.
+        return len(seq.out) < max_new
+
+    def _draft(self, seq: _Seq, max_new: int) -> list[int]:
+        room = max_new - len(seq.out) - 1
+        return seq.matcher.draft()[:room] if room > 0 else []
+
+    def _over(self, seq: _Seq, max_new: int) -> bool:
+        return seq.finished or seq.failed is not None or len(seq.out) >= max_new
+
+    # ------------------------------------------------------------ the loop
+    def generate(self, prompts: Sequence[str], prefix: str, compiled: CompiledGrammar, max_new_tokens: int,
+                 batch_size: int) -> list[Generation]:
+        self.mask_seconds = 0.0
+        prefix_ids, prefix_cache = self._prefix(prefix)
+        # Longest prompts first: the short ones then fill the rows the long ones free at the end.
+        queue = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        encoded = {i: self.tokenizer(prompts[i])["input_ids"] for i in queue}
+        results: list[Generation | None] = [None] * len(prompts)
+        cache = self.runner.new_cache(min(batch_size, len(prompts)), max(len(v) for v in encoded.values()) + 64)
+        rows: list[_Seq | None] = [None] * cache.rows
+        while queue or any(rows):
+            for r in range(len(rows)):  # waiting prompts take the free rows
+                if rows[r] is None and queue:
+                    i = queue.pop(0)
+                    rows[r] = self._join(cache, r, i, encoded[i], compiled, prefix_ids, prefix_cache, max_new_tokens)
+            self._finish(rows, results, max_new_tokens)
+            if None in rows:
+                if queue:
+                    continue  # a prompt ended at once: fill its row before the next step
+                live = [r for r, s in enumerate(rows) if s is not None]
+                if not live:
+                    break
+                cache.keep(live)  # nothing waits: shrink the batch to the live rows
+                rows = [rows[r] for r in live]
+            self._step(cache, rows, max_new_tokens)  # type: ignore[arg-type]
+            self._finish(rows, results, max_new_tokens)
+        return results  # type: ignore[return-value]
+
+    def _join(self, cache: KVCache, row: int, i: int, ids: list[int], compiled: CompiledGrammar,
+              prefix_ids: list[int], prefix_cache: KVCache, max_new: int) -> _Seq:
+        """Prefill prompt `i` into `row`, reusing the prefix cache, and pick its first token."""
+        seq = _Seq(i, ids, compiled.matcher(), time.perf_counter())
+        shared = 0
+        limit = min(len(prefix_ids), len(ids) - 1)  # keep one token to prefill: its output picks token 1
+        while shared < limit and ids[shared] == prefix_ids[shared]:
+            shared += 1
+        cache.copy_prefix(prefix_cache, row, shared)
+        device = self.runner.device
+        hidden = self.runner.forward(cache, slice(row, row + 1), torch.tensor([ids[shared:]], device=device),
+                                     torch.tensor([shared], device=device))
+        seq.length = len(ids) - 1  # _accept counts the last prompt token as fed
+        seq.feed = [ids[-1]]
+        self._accept(seq, hidden[0, -1:], max_new, self._allowed(seq.matcher))
+        return seq
+
+    def _step(self, cache: KVCache, rows: list[_Seq], max_new: int) -> None:
+        """One forward pass for every row: its chosen token plus its draft."""
+        width = max(len(s.feed) for s in rows)
+        device = self.runner.device
+        # Short rows are padded with EOS: those positions land past the row's length and are never read.
+        tokens = torch.tensor([s.feed + [self.eos] * (width - len(s.feed)) for s in rows], device=device)
+        start = torch.tensor([s.length for s in rows], device=device)
+        hidden = self.runner.forward(cache, slice(0, len(rows)), tokens, start)
+        allowed = [self._allowed(s.matcher) for s in rows]
+        # Rows whose next token is open-ended need the whole head: one matmul for all of them.
+        wide = [r for r, a in enumerate(allowed) if a.numel() > SMALL_HEAD]
+        logits = hidden[wide, 0] @ self.runner.head.T if wide else None
+        for r, s in enumerate(rows):
+            row_logits = logits[wide.index(r)] if r in wide else None
+            self._accept(s, hidden[r, : len(s.feed)], max_new, allowed[r], row_logits)
+
+    def _finish(self, rows: list[_Seq | None], results: list[Generation | None], max_new: int) -> None:
+        for r, s in enumerate(rows):
+            if s is not None and self._over(s, max_new):
+                text = self.tokenizer.decode(s.out)
+                results[s.index] = Generation(text, s.finished and s.failed is None, len(s.out),
+                                              time.perf_counter() - s.started, self.mask_seconds)
+                rows[r] = None
