@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="bundled", help="bundled, base, or an adapter folder")
     parser.add_argument("--out", type=Path, default=Path("finetune/results"))
     parser.add_argument("--only", nargs="*", help="set name prefixes, e.g. sroie-dev unseen")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--table", action="store_true", help="print the results table and exit")
     parser.add_argument("--breakdown", action="store_true", help="print --model's failures per form and field")
     args = parser.parse_args(argv)

@@ -1,0 +1,83 @@
+"""The fast engine (`_engine.py`, `_gemma.py`) against the reference `generate()` path, tiny model.
+
+Exactness is the contract: greedy decoding under the grammar must give the
+same text whatever the engine does to get there (continuous batching, the
+prefix cache, fast-forward drafts, the mask-aware head).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from extractkit import ExtractConfig, Extractor
+from extractkit._schema import load_schema
+from extractkit._transformers import TransformersBackend
+
+TEXTS = [
+    "Invoice INV-001 issued 5 March 2024 to Jane Doe, total due USD 1,234.56 by 2024-04-01.",
+    "TOTAL: 9.00 CASH 10.00 CHANGE 1.00 THANK YOU PLEASE COME AGAIN",
+    "ACME SDN BHD tea 2 x 3.00 " * 6,
+    "hello",
+    "\n\nstarts with newlines, so its tokens may merge with the prompt's",
+    "null true false 0123456789",
+    "Extract the fields described by the schema from the text " * 3,
+]
+
+
+def _raw(model, tokenizer, decoder, schema, texts, batch_size, max_new_tokens=48, engine="llguidance"):
+    backend = TransformersBackend(model, tokenizer, decoder=decoder, engine=engine)
+    extractor = Extractor(backend, ExtractConfig(max_new_tokens=max_new_tokens, batch_size=batch_size))
+    return [(r.raw, r.tokens, r.error is None) for r in extractor.extract_many(texts, load_schema(schema))]
+
+
+@pytest.mark.parametrize("schema", ["receipt", "invoice", "contact", "event"])
+def test_fast_engine_returns_what_generate_returns(tiny_parts, schema):
+    # 7 texts at batch size 3: rows finish, leave, and waiting prompts join mid-run.
+    model, tokenizer = tiny_parts
+    reference = [_raw(model, tokenizer, "generate", schema, [t], 1)[0] for t in TEXTS]
+    assert _raw(model, tokenizer, "fast", schema, TEXTS, 3) == reference
+    assert _raw(model, tokenizer, "fast", schema, TEXTS, 1) == reference
+
+
+@pytest.mark.parametrize("engine", ["outlines_core", "xgrammar"])
+def test_fast_engine_is_exact_without_drafts(tiny_parts, engine):
+    # These engines propose no fast-forward tokens: only batching, prefix and head remain.
+    model, tokenizer = tiny_parts
+    reference = [_raw(model, tokenizer, "generate", "receipt", [t], 1, engine=engine)[0] for t in TEXTS[:4]]
+    assert _raw(model, tokenizer, "fast", "receipt", TEXTS[:4], 2, engine=engine) == reference
+
+
+def test_budget_is_counted_like_generate(tiny_parts):
+    # A budget too small for any object: both paths stop at the same token, unfinished.
+    model, tokenizer = tiny_parts
+    for budget in (1, 2, 7):
+        fast = _raw(model, tokenizer, "fast", "invoice", TEXTS[:3], 2, max_new_tokens=budget)
+        ref = [_raw(model, tokenizer, "generate", "invoice", [t], 1, max_new_tokens=budget)[0] for t in TEXTS[:3]]
+        assert fast == ref
+        assert all(tokens == budget and not ok for _, tokens, ok in fast)
+
+
+def test_runner_matches_the_hf_forward_past_the_sliding_window(tiny_parts):
+    # The tiny model's window is 64: 150 positions, fed in uneven pieces and rows.
+    from extractkit._gemma import GemmaRunner
+
+    model, _ = tiny_parts
+    ids = torch.randint(4, model.config.vocab_size, (2, 150), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        reference = model.model(input_ids=ids).last_hidden_state
+        runner = GemmaRunner(model)
+        cache = runner.new_cache(2, 16)  # grows as it goes
+        parts = [runner.forward(cache, slice(0, 2), ids[:, :100], torch.tensor([0, 0])),
+                 runner.forward(cache, slice(0, 2), ids[:, 100:101], torch.tensor([100, 100])),
+                 runner.forward(cache, slice(0, 2), ids[:, 101:104], torch.tensor([101, 101]))]
+        tail = runner.forward(cache, slice(1, 2), ids[1:, 104:], torch.tensor([104]))
+    assert torch.allclose(torch.cat(parts, dim=1), reference[:, :104], atol=1e-4)
+    assert torch.allclose(tail, reference[1:, 104:], atol=1e-4)
+
+
+def test_unknown_decoder_is_a_usage_error(tiny_parts):
+    from extractkit import UsageError
+
+    with pytest.raises(UsageError, match="decoder"):
+        TransformersBackend(*tiny_parts, decoder="turbo")
