@@ -100,13 +100,17 @@ def new_bitmask(batch: int, vocab_size: int) -> torch.Tensor:
 _BITS = None
 
 
-def apply_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> None:
-    """Set the logits of disallowed tokens to -inf, in place (rows of `bitmask`)."""
+def unpack_bitmask(bitmask: torch.Tensor, vocab: int) -> torch.Tensor:
+    """The packed rows of `bitmask` as booleans, [rows, vocab]: True where a token is allowed."""
     import torch
 
     global _BITS
     if _BITS is None:
         _BITS = torch.arange(32, dtype=torch.int32)
-    vocab = logits.shape[-1]
-    allowed = ((bitmask.unsqueeze(-1) >> _BITS) & 1).view(bitmask.shape[0], -1)[:, :vocab]
-    logits.masked_fill_(allowed.to(logits.device) == 0, float("-inf"))
+    return ((bitmask.unsqueeze(-1) >> _BITS) & 1).view(bitmask.shape[0], -1)[:, :vocab] == 1
+
+
+def apply_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> None:
+    """Set the logits of disallowed tokens to -inf, in place (rows of `bitmask`)."""
+    allowed = unpack_bitmask(bitmask, logits.shape[-1])
+    logits.masked_fill_(~allowed.to(logits.device), float("-inf"))

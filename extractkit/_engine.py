@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ._constraint import CompiledGrammar, Matcher, new_bitmask
+from ._constraint import CompiledGrammar, Matcher, new_bitmask, unpack_bitmask
 from ._decode import Generation
 from ._gemma import GemmaRunner, KVCache
 
@@ -41,7 +41,6 @@ PREFIXES = 8        # prefix caches kept (one per schema in use)
 @dataclass
 class _Seq:
     index: int                 # position in the caller's prompt list
-    ids: list[int]             # prompt token ids
     matcher: Matcher
     started: float
     out: list[int] = field(default_factory=list)
@@ -60,7 +59,6 @@ class FastDecoder:
         self.eos = tokenizer.eos_token_id
         self.vocab = self.runner.head.shape[0]
         self._prefixes: dict[str, tuple[list[int], KVCache]] = {}
-        self._bits = torch.arange(32, dtype=torch.int32)
         self.mask_seconds = 0.0
 
     # ------------------------------------------------------------ prefix cache
@@ -81,8 +79,7 @@ class FastDecoder:
         start = time.perf_counter()
         bitmask = new_bitmask(1, self.vocab)
         matcher.fill(bitmask, 0)
-        bits = ((bitmask[0].unsqueeze(-1) >> self._bits) & 1).view(-1)[: self.vocab]
-        ids = bits.nonzero().view(-1)
+        ids = unpack_bitmask(bitmask, self.vocab)[0].nonzero().view(-1)
         self.mask_seconds += time.perf_counter() - start
         return ids
 
@@ -122,9 +119,9 @@ class FastDecoder:
             return
 
     def _pick(self, logits: torch.Tensor, allowed: torch.Tensor) -> int:
-        keep = torch.zeros(self.vocab, dtype=torch.bool, device=logits.device)
-        keep[allowed.to(logits.device)] = True
-        return int(torch.argmax(logits.masked_fill(~keep, float("-inf"))))
+        """Greedy pick among `allowed` from full-vocabulary logits. `allowed` is ascending and
+        argmax returns the first maximum, so ties resolve as over -inf-masked logits."""
+        return int(allowed[int(torch.argmax(logits[allowed.to(logits.device)]))])
 
     def _take(self, seq: _Seq, token: int, max_new: int) -> bool:
         """Append a chosen token; False when the sequence is over."""
@@ -148,6 +145,7 @@ class FastDecoder:
         return seq.finished or seq.failed is not None or len(seq.out) >= max_new
 
     # ------------------------------------------------------------ the loop
+    @torch.inference_mode()
     def generate(self, prompts: Sequence[str], prefix: str, compiled: CompiledGrammar, max_new_tokens: int,
                  batch_size: int) -> list[Generation]:
         self.mask_seconds = 0.0
@@ -179,7 +177,7 @@ class FastDecoder:
     def _join(self, cache: KVCache, row: int, i: int, ids: list[int], compiled: CompiledGrammar,
               prefix_ids: list[int], prefix_cache: KVCache, max_new: int) -> _Seq:
         """Prefill prompt `i` into `row`, reusing the prefix cache, and pick its first token."""
-        seq = _Seq(i, ids, compiled.matcher(), time.perf_counter())
+        seq = _Seq(i, compiled.matcher(), time.perf_counter())
         shared = 0
         limit = min(len(prefix_ids), len(ids) - 1)  # keep one token to prefill: its output picks token 1
         while shared < limit and ids[shared] == prefix_ids[shared]:

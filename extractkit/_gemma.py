@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from transformers.models.gemma3.modeling_gemma3 import apply_rotary_pos_emb
 
 
 def supports(hf_model: Any) -> bool:
@@ -99,29 +100,29 @@ class GemmaRunner:
         """
         batch, width = tokens.shape
         pos = start[:, None] + torch.arange(width, device=tokens.device)          # [B, K]
-        cache.reserve(int(pos.max()) + 1)
         span = int(pos.max()) + 1
+        cache.reserve(span)
         key_pos = torch.arange(span, device=tokens.device)
         causal = key_pos[None, None, :] <= pos[:, :, None]                        # [B, K, span]
         masks = {"full_attention": causal[:, None],
                  "sliding_attention": (causal & (pos[:, :, None] - key_pos < self.window))[:, None]}
         x = self.body.embed_tokens(tokens)
         rope = {kind: self.body.rotary_emb(x, pos, kind) for kind in set(self.layer_types)}
-        b_idx = torch.arange(rows.start, rows.start + batch, device=tokens.device)[:, None, None]
-        p_idx = pos[:, :, None]
+        # Where each new key/value goes: (row, kv head, position), broadcast to [B, K, kv_heads].
+        index = (torch.arange(rows.start, rows.start + batch, device=tokens.device)[:, None, None],
+                 torch.arange(self.config.num_key_value_heads, device=tokens.device)[None, None, :],
+                 pos[:, :, None])
         for i, layer in enumerate(self.body.layers[: self.config.num_hidden_layers]):
             kind = self.layer_types[i]
-            h = self._attention(layer, layer.input_layernorm(x), cache, i, b_idx, p_idx, rope[kind],
+            h = self._attention(layer, layer.input_layernorm(x), cache, i, index, rope[kind],
                                 masks[kind], rows, span)
             x = x + layer.post_attention_layernorm(h)
             h = layer.mlp(layer.pre_feedforward_layernorm(x))
             x = x + layer.post_feedforward_layernorm(h)
         return self.body.norm(x)
 
-    def _attention(self, layer: Any, x: torch.Tensor, cache: KVCache, i: int, b_idx: torch.Tensor,
-                   p_idx: torch.Tensor, rope: tuple, mask: torch.Tensor, rows: slice, span: int) -> torch.Tensor:
-        from transformers.models.gemma3.modeling_gemma3 import apply_rotary_pos_emb
-
+    def _attention(self, layer: Any, x: torch.Tensor, cache: KVCache, i: int, index: tuple, rope: tuple,
+                   mask: torch.Tensor, rows: slice, span: int) -> torch.Tensor:
         attn = layer.self_attn
         batch, width, _ = x.shape
         shape = (batch, width, -1, attn.head_dim)
@@ -129,10 +130,8 @@ class GemmaRunner:
         k = attn.k_norm(attn.k_proj(x).view(shape).transpose(1, 2))
         v = attn.v_proj(x).view(shape).transpose(1, 2)
         q, k = apply_rotary_pos_emb(q, k, *rope)
-        heads = torch.arange(k.shape[1], device=x.device)[None, None, :]
-        # [B, K, kv_heads, D] values written at (row, head, position).
-        cache.k[i].index_put_((b_idx, heads, p_idx), k.transpose(1, 2))
-        cache.v[i].index_put_((b_idx, heads, p_idx), v.transpose(1, 2))
+        cache.k[i].index_put_(index, k.transpose(1, 2))  # [B, K, kv_heads, D] at (row, head, position)
+        cache.v[i].index_put_(index, v.transpose(1, 2))
         keys = cache.k[i][rows, :, :span]
         values = cache.v[i][rows, :, :span]
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=attn.scaling,

@@ -76,9 +76,8 @@ class TransformersBackend:
 
             with self._lock:
                 self._fast = self._fast or FastDecoder(self.model, self.tokenizer)
-                with torch_inference():
-                    return self._fast.generate(prompts, prompt_prefix(plan.schema.json_schema), compiled,
-                                               max_new_tokens, batch_size)
+                return self._fast.generate(prompts, prompt_prefix(plan.schema.json_schema), compiled,
+                                           max_new_tokens, batch_size)
         # The reference path: batches group prompts of similar length.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[Generation | None] = [None] * len(prompts)
@@ -90,9 +89,3 @@ class TransformersBackend:
             for i, out in zip(chunk, outs):
                 results[i] = out
         return results  # type: ignore[return-value]
-
-
-def torch_inference() -> Any:
-    import torch
-
-    return torch.inference_mode()
