@@ -1,91 +1,211 @@
-"""The fast engine against transformers' generate(), side by side in one run, same weights and prompts.
+"""Every way to run the fine-tuned model over the same documents, side by side in one run.
 
-    python bench/bench_engine.py --docs 50 --out bench/results/engine.txt
+    python bench/bench_engine.py --receipts 50 --invoices 10 --out bench/results/engine.txt
 
-Documents: the last --docs SROIE receipts (the dev split's tail), schema
-Receipt, the default model (base + bundled adapter), --threads torch threads.
-Rows of the report:
+Documents: the first --receipts of the SROIE dev split (finetune/data/sroie,
+schema `receipt`) and the first --invoices of the held-out synthetic invoices
+(schema `invoice`). Weights: the base model + the bundled adapter, merged.
+Prompt: extractkit's (`render_prompt`). --threads torch threads (default 2).
 
-  generate b1    transformers generate() + the grammar processor, one document at a time
+  outlines b1    what a user writes without extractkit: outlines.Generator(model, Model)
+                 over the merged checkpoint, one document at a time (--rows to skip it)
+  generate b1    extractkit, decoder="generate": transformers generate() + grammar (the reference)
   fast b1        extractkit's engine, one document at a time
-  fast bN        extractkit's engine, extract_many at --batch-size (continuous batching)
+  fast bN        extractkit's engine, extract_many at --batch-size
+  fast bN bf16   the same with numerics="bf16" (opt-in: outputs may differ)
+  llama.cpp b1   only with --gguf FILE and llama-cpp-python installed (optional extra)
 
-Each row: documents/s, output tokens/s, mean latency, grammar-mask share of
-the time, and how many documents gave the same text as `generate b1`
-(exactness). Ratios against `generate b1` come last. Not yet measured here:
-the plain outlines Generator loop and llama.cpp (see docs/performance.md).
+Each row runs in its own process, so peak RSS and cold start are that row's.
+Cold start = process start -> import -> load -> grammar -> first short result.
+"same" counts documents whose raw output equals `generate b1`'s; "same obj"
+those whose parsed object does (outlines writes its own JSON surface form).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
-import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+STARTED = time.perf_counter()
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / ".." / "shared" / "datasets" / "sroie-train.jsonl"
+ROWS = ("outlines b1", "generate b1", "fast b1", "fast bN", "fast bN bf16", "llama.cpp b1")
 
 
-def run(extractor, texts, schema, batch_size: int) -> dict:
+def documents(args) -> list[tuple[str, str]]:
+    """(schema name, text) pairs: receipts, then invoices."""
+    def first(path: Path, n: int) -> list[str]:
+        lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+        return [x["text"] for x in lines[:n]]
+    return ([("receipt", t) for t in first(REPO / "finetune/data/sroie/dev.jsonl", args.receipts)]
+            + [("invoice", t) for t in first(REPO / "finetune/data/synthetic-heldout/invoice.jsonl", args.invoices)])
+
+
+# ------------------------------------------------------------------ one row, in a worker process
+def worker(row: str, args) -> dict:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    docs = documents(args)
+    if row == "outlines b1":
+        return outlines_row(docs, args)
+    if row == "llama.cpp b1":
+        return llama_row(docs, args)
+    from extractkit import ExtractConfig, Extractor
+    from extractkit._schema import load_schema
+
+    decoder = "generate" if row == "generate b1" else "fast"
+    numerics = "bf16" if row.endswith("bf16") else "fp32"
+    batch = 1 if row.endswith("b1") else args.batch_size
+    extractor = Extractor.from_pretrained(decoder=decoder, numerics=numerics,
+                                          config=ExtractConfig(max_new_tokens=args.max_new_tokens))
+    extractor.extract("Receipt. ABC MART. 02/01/2019. TOTAL 3.50", load_schema("receipt"))
+    cold = time.perf_counter() - STARTED
+    out = {"cold_s": cold, "raw": [], "obj": [], "tokens": 0, "latency": [], "seconds": 0.0}
+    for name in ("receipt", "invoice"):
+        schema = load_schema(name)
+        texts = [t for s, t in docs if s == name]
+        if texts:
+            extractor.extract(texts[0], schema)  # warm: grammar compiled, prefix cached
+        start = time.perf_counter()
+        results = ([r for t in texts for r in extractor.extract_many([t], schema, batch_size=1)] if batch == 1
+                   else list(extractor.extract_many(texts, schema, batch_size=batch)))
+        out["seconds"] += time.perf_counter() - start
+        out["raw"] += [r.raw for r in results]
+        out["obj"] += [r.value.model_dump(mode="json") if r.ok else None for r in results]
+        out["tokens"] += sum(r.tokens for r in results)
+        out["latency"] += [r.seconds for r in results]
+    fast = getattr(extractor.backend, "_fast", None)
+    if fast is not None:
+        out["grammar_s"], out["decode_s"] = fast.stats["grammar_s"], fast.stats["decode_s"]
+    return out
+
+
+def outlines_row(docs, args) -> dict:
+    import outlines
+
+    from extractkit._model import load_model
+    from extractkit._prompt import render_prompt
+    from extractkit._schema import load_schema
+
+    loaded = load_model()  # base + bundled adapter, merged: the weights `extractkit export` writes
+    model = outlines.from_transformers(loaded.model, loaded.tokenizer)
+    models = {name: load_schema(name).model for name in ("receipt", "invoice")}
+    generators = {name: outlines.Generator(model, m) for name, m in models.items()}
+    generators["receipt"](render_prompt("TOTAL 3.50", models["receipt"]), max_new_tokens=8)  # first-call compile
+    cold = time.perf_counter() - STARTED
+    out = {"cold_s": cold, "raw": [], "obj": [], "tokens": 0, "latency": [], "seconds": 0.0}
+    for name, text in docs:
+        start = time.perf_counter()
+        raw = generators[name](render_prompt(text, models[name]), max_new_tokens=args.max_new_tokens)
+        out["latency"].append(time.perf_counter() - start)
+        out["raw"].append(raw)
+        out["tokens"] += len(loaded.tokenizer(raw, add_special_tokens=False)["input_ids"])
+        try:
+            out["obj"].append(models[name].model_validate_json(raw).model_dump(mode="json"))
+        except Exception:
+            out["obj"].append(None)
+    out["seconds"] = sum(out["latency"])
+    return out
+
+
+def llama_row(docs, args) -> dict:
+    raise SystemExit("llama.cpp row: not wired in this version (see docs/performance.md)")
+
+
+# ------------------------------------------------------------------ machine limits
+def machine_limits(threads: int) -> dict:
+    """Measured memory bandwidth and matmul throughput: the roofs the rows are judged against."""
+    import torch
+
+    torch.set_num_threads(threads)
+    big = torch.ones(256 * 1024 * 1024 // 4)  # 1 GiB of fp32, far past any cache
+    big.sum()
     start = time.perf_counter()
-    if batch_size == 1:
-        results = [r for t in texts for r in extractor.extract_many([t], schema, batch_size=1)]
-    else:
-        results = list(extractor.extract_many(texts, schema, batch_size=batch_size))
-    seconds = time.perf_counter() - start
-    tokens = sum(r.tokens for r in results)
-    return {"seconds": seconds, "docs_s": len(texts) / seconds, "tok_s": tokens / seconds,
-            "latency": statistics.fmean(r.seconds for r in results), "raw": [r.raw for r in results],
-            "valid": sum(r.ok for r in results)}
+    for _ in range(5):
+        big.sum()
+    bandwidth = 5 * big.numel() * 4 / (time.perf_counter() - start)
+    roofs = {"bandwidth_gbs": bandwidth / 1e9}
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = torch.randn(2048, 2048).to(dtype), torch.randn(2048, 2048).to(dtype)
+        a @ b
+        start = time.perf_counter()
+        for _ in range(5):
+            a @ b
+        roofs[f"gflops_{str(dtype)[6:]}"] = 5 * 2 * 2048 ** 3 / (time.perf_counter() - start) / 1e9
+    return roofs
+
+
+# ------------------------------------------------------------------ the report
+def report(runs: dict, limits: dict, args, n_docs: int) -> str:
+    import torch
+
+    ref = runs.get("generate b1")
+    lines = [f"{args.receipts} SROIE dev receipts (schema receipt) + {args.invoices} held-out invoices (schema invoice), "
+             f"base + bundled adapter, {args.threads} threads, torch {torch.__version__}, "
+             f"max_new_tokens {args.max_new_tokens}",
+             f"{'path':<14}{'docs/s':>8}{'tok/s':>8}{'latency s':>10}{'valid':>7}{'same':>8}{'same obj':>10}"
+             f"{'grammar':>9}{'cold s':>8}{'RSS MB':>8}"]
+    for name, r in runs.items():
+        same = f"{sum(a == b for a, b in zip(r['raw'], ref['raw']))}/{n_docs}" if ref else "-"
+        same_obj = f"{sum(a == b for a, b in zip(r['obj'], ref['obj']))}/{n_docs}" if ref else "-"
+        grammar = f"{100 * r['grammar_s'] / r['decode_s']:.1f}%" if r.get("decode_s") else "-"
+        lines.append(f"{name:<14}{n_docs / r['seconds']:>8.3f}{r['tokens'] / r['seconds']:>8.1f}"
+                     f"{sum(r['latency']) / len(r['latency']):>10.2f}{sum(o is not None for o in r['obj']):>7}"
+                     f"{same:>8}{same_obj:>10}{grammar:>9}{r['cold_s']:>8.1f}{r['rss_mb']:>8.0f}")
+    for base in ("outlines b1", "generate b1"):
+        if base not in runs:
+            continue
+        b = runs[base]
+        for name, r in runs.items():
+            if name != base:
+                lines.append(f"{name} / {base}: docs/s x{b['seconds'] / r['seconds']:.2f}, latency x"
+                             f"{(sum(r['latency']) / len(r['latency'])) / (sum(b['latency']) / len(b['latency'])):.2f}")
+    bw, per_tok = limits["bandwidth_gbs"], 4 * 100e6  # fp32 decoder layers: ~100M weights read per step
+    lines.append(f"machine: {bw:.1f} GB/s read bandwidth, {limits['gflops_float32']:.0f} GFLOP/s fp32, "
+                 f"{limits['gflops_bfloat16']:.0f} GFLOP/s bf16 (2048^3 matmul)")
+    lines.append(f"roofs at batch 1: fp32 layers + full fp32 head (1.07 GB/token) {bw * 1e9 / 1.07e9:.1f} tok/s; "
+                 f"layers only (mask-aware head, 0.40 GB) {bw * 1e9 / per_tok:.1f} tok/s; "
+                 f"bf16 layers (0.20 GB) {bw * 1e9 / (per_tok / 2):.1f} tok/s")
+    lines.append(f"compute roof (0.2 GFLOP/token in the layers): fp32 {limits['gflops_float32'] / 0.2:.0f} tok/s, "
+                 f"bf16 {limits['gflops_bfloat16'] / 0.2:.0f} tok/s; prefill tokens cost the same FLOPs")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=50)
+    parser.add_argument("--receipts", type=int, default=50)
+    parser.add_argument("--invoices", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--max-new-tokens", type=int, default=384)
+    parser.add_argument("--rows", nargs="*", default=[r for r in ROWS if r != "llama.cpp b1"], choices=ROWS)
+    parser.add_argument("--gguf", type=Path, help="GGUF for the llama.cpp row (`extractkit export --format gguf`)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--_worker", dest="worker", help=argparse.SUPPRESS)
+    parser.add_argument("--_result", dest="result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    import torch
-
-    from extractkit import ExtractConfig, Extractor
-    from extractkit._model import load_model
-    from extractkit._schema import load_schema
-    from extractkit._transformers import TransformersBackend
-
-    torch.set_num_threads(args.threads)
-    rows = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]
-    texts = [r["text"] for r in rows[-args.docs:]]
-    schema = load_schema("receipt")
-    loaded = load_model()
-    report, runs = [], {}
-    for name, decoder, batch in (("generate b1", "generate", 1), ("fast b1", "fast", 1),
-                                 (f"fast b{args.batch_size}", "fast", args.batch_size)):
-        backend = TransformersBackend(loaded.model, loaded.tokenizer, decoder=decoder)
-        extractor = Extractor(backend, ExtractConfig(batch_size=batch))
-        extractor.extract(texts[0], schema)  # warm: grammar compiled, prefix cached
-        runs[name] = run(extractor, texts, schema, batch)
-        print(f"{name}: {runs[name]['docs_s']:.3f} docs/s", flush=True)
-    reference = runs["generate b1"]["raw"]
-    report.append(f"{args.docs} SROIE receipts (tail of {args.data.name}), schema Receipt, "
-                  f"{args.threads} threads, torch {torch.__version__}")
-    report.append(f"{'path':<14}{'docs/s':>9}{'tok/s':>9}{'latency s':>11}{'valid':>7}{'same as generate':>18}")
-    for name, r in runs.items():
-        same = sum(a == b for a, b in zip(r["raw"], reference))
-        report.append(f"{name:<14}{r['docs_s']:>9.3f}{r['tok_s']:>9.1f}{r['latency']:>11.2f}"
-                      f"{r['valid']:>7}{same:>12}/{len(texts)}")
-    base = runs["generate b1"]
-    for name, r in runs.items():
-        if name != "generate b1":
-            report.append(f"{name} / generate b1: docs/s x{r['docs_s'] / base['docs_s']:.2f}, "
-                          f"latency x{r['latency'] / base['latency']:.2f}")
-    report.append(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
-    text = "\n".join(report)
+    if args.worker:
+        out = worker(args.worker, args)
+        out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        args.result.write_text(json.dumps(out))
+        return
+    runs, passthrough = {}, sys.argv[1:]
+    for row in args.rows:
+        result = REPO / "runs" / f"bench-engine-{row.replace(' ', '_')}.json"
+        result.parent.mkdir(exist_ok=True)
+        env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+        subprocess.run([sys.executable, __file__, *passthrough, "--_worker", row, "--_result", str(result)],
+                       check=True, env=env)
+        runs[row.replace("bN", f"b{args.batch_size}")] = json.loads(result.read_text())
+        print(f"{row}: {(args.receipts + args.invoices) / runs[row.replace('bN', f'b{args.batch_size}')]['seconds']:.3f} docs/s",
+              flush=True)
+    text = report(runs, machine_limits(args.threads), args, args.receipts + args.invoices)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")

@@ -78,18 +78,28 @@ def eval_command(
 
 @app.command()
 def export(
-    out: Path = typer.Option(..., "--out", help="Folder to write the merged checkpoint to."),
-    format: str = typer.Option("hf", "--format", help="hf: a transformers checkpoint (safetensors + tokenizer)."),
+    out: Path = typer.Option(..., "--out", help="hf: the folder to write; gguf: the .gguf file to write."),
+    format: str = typer.Option("hf", "--format", help="hf: a transformers checkpoint (safetensors + tokenizer); "
+                                                      "gguf: one file for llama.cpp."),
+    quant: Optional[str] = typer.Option(None, "--quant", help="gguf weights: f16 (default) or q8_0."),
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="A LoRA adapter folder; default: the bundled one."),
     base: bool = typer.Option(False, "--base", help="Export the bare base model."),
 ) -> None:
     """Write the model with its adapter merged, for other tools (drive it with render_prompt)."""
-    from .finetune import export_hf
+    from .finetune import export_gguf, export_hf
 
-    if format != "hf":
-        _fail(f"unknown --format {format!r}: supported: hf")
+    if format not in ("hf", "gguf"):
+        _fail(f"unknown --format {format!r}: supported: hf, gguf")
+    if quant is not None and format != "gguf":
+        _fail("--quant applies to --format gguf only")
+    if quant not in (None, "f16", "q8_0"):
+        _fail(f"unknown --quant {quant!r}: supported: f16, q8_0")
+    choice = adapter_choice(adapter, base)
     try:
-        path = export_hf(out, adapter=adapter_choice(adapter, base))
+        if format == "hf":
+            path = export_hf(out, adapter=choice)
+        else:
+            path = export_gguf(out, quant=quant or "f16", adapter=choice)
     except ExtractError as exc:
         _fail(str(exc))
     typer.echo(str(path))

@@ -17,9 +17,9 @@ with less work:
   in the same forward pass as the sampled token and kept only while they are
   what greedy decoding would have picked at each position - speculative
   decoding with the grammar as the draft model, so outputs cannot change.
-- **Mask-aware head**: when the grammar allows few tokens, logits are computed
-  for those rows of the 262k x 640 output head only. Greedy picks the argmax of
-  the allowed logits, so the other rows never mattered.
+- **Mask-aware head** (`_head.py`): one allowed token costs no logits, a few
+  cost only their rows of the 262k x 640 head, open-ended positions are
+  screened in bf16 and rescored exactly in fp32.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import torch
 from ._constraint import CompiledGrammar, Matcher, new_bitmask, unpack_bitmask
 from ._decode import Generation
 from ._gemma import GemmaRunner, KVCache
+from ._head import SMALL, Head
 
-SMALL_HEAD = 4096   # at most this many allowed tokens: gather their head rows instead of the full matmul
 PREFIXES = 8        # prefix caches kept (one per schema in use)
 
 
@@ -53,13 +53,16 @@ class _Seq:
 class FastDecoder:
     """Greedy constrained decoding of many prompts on one `GemmaRunner`."""
 
-    def __init__(self, hf_model: Any, tokenizer: Any):
-        self.runner = GemmaRunner(hf_model)
+    def __init__(self, hf_model: Any, tokenizer: Any, *, numerics: str = "fp32", screen: str = "auto",
+                 small: int = SMALL):
+        self.runner = GemmaRunner(hf_model, numerics)
         self.tokenizer = tokenizer
         self.eos = tokenizer.eos_token_id
+        self.head = Head(self.runner.head, self.eos, screen, small)
         self.vocab = self.runner.head.shape[0]
         self._prefixes: dict[str, tuple[list[int], KVCache]] = {}
-        self.mask_seconds = 0.0
+        self.mask_seconds = 0.0   # this call's grammar time (Generation.mask_seconds)
+        self.stats = {"grammar_s": 0.0, "decode_s": 0.0, "steps": 0}  # since construction, for bench/
 
     # ------------------------------------------------------------ prefix cache
     def _prefix(self, text: str) -> tuple[list[int], KVCache]:
@@ -80,36 +83,26 @@ class FastDecoder:
         bitmask = new_bitmask(1, self.vocab)
         matcher.fill(bitmask, 0)
         ids = unpack_bitmask(bitmask, self.vocab)[0].nonzero().view(-1)
-        self.mask_seconds += time.perf_counter() - start
+        self._grammar(start)
         return ids
 
-    def _choose(self, hidden: torch.Tensor, allowed: torch.Tensor) -> int:
-        """Greedy pick among `allowed` for one position (hidden: [hidden_size])."""
-        if allowed.numel() == 1:
-            return int(allowed[0])
-        if allowed.numel() == 0:
-            return self.eos  # a dead grammar state; the matcher reports it on advance
-        if allowed.numel() <= SMALL_HEAD:
-            rows = self.runner.head.index_select(0, allowed.to(self.runner.device))
-            return int(allowed[int(torch.argmax(rows @ hidden))])
-        return self._pick(self.runner.head @ hidden, allowed)
+    def _grammar(self, start: float) -> None:
+        spent = time.perf_counter() - start
+        self.mask_seconds += spent
+        self.stats["grammar_s"] += spent
 
     # ------------------------------------------------------------ one sequence's step
-    def _accept(self, seq: _Seq, hidden: torch.Tensor, max_new: int, allowed: torch.Tensor,
-                logits: torch.Tensor | None = None) -> None:
+    def _accept(self, seq: _Seq, hidden: torch.Tensor, max_new: int, first: int) -> None:
         """Walk the fed tokens' outputs: keep draft tokens greedy agrees with, pick the next token.
 
         hidden[j] is the model's output after feed[j]; feed[0] was chosen (and
-        given to the matcher) earlier, feed[1:] is the draft. `allowed` is the
-        matcher's set for hidden[0]; `logits`, when given, the full head's
-        logits for hidden[0].
+        given to the matcher) earlier, feed[1:] is the draft. `first` is the
+        greedy pick for hidden[0] (the caller batches those across rows).
         """
         draft = seq.feed[1:]
         seq.length += 1
         for j in range(len(draft) + 1):
-            if j > 0:
-                allowed = self._allowed(seq.matcher)
-            token = self._pick(logits, allowed) if j == 0 and logits is not None else self._choose(hidden[j], allowed)
+            token = first if j == 0 else self.head.pick(hidden[j : j + 1], [self._allowed(seq.matcher)])[0]
             if not self._take(seq, token, max_new):
                 return
             if j < len(draft) and token == draft[j]:
@@ -118,28 +111,31 @@ class FastDecoder:
             seq.feed = [token] + self._draft(seq, max_new)
             return
 
-    def _pick(self, logits: torch.Tensor, allowed: torch.Tensor) -> int:
-        """Greedy pick among `allowed` from full-vocabulary logits. `allowed` is ascending and
-        argmax returns the first maximum, so ties resolve as over -inf-masked logits."""
-        return int(allowed[int(torch.argmax(logits[allowed.to(logits.device)]))])
-
     def _take(self, seq: _Seq, token: int, max_new: int) -> bool:
         """Append a chosen token; False when the sequence is over."""
         if token == self.eos:
             seq.finished = True
             return False
+        start = time.perf_counter()
         try:
             seq.matcher.advance(token)
         except Exception as exc:  # an engine bug must not sink the other rows
             seq.failed = str(exc)
             return False
+        finally:
+            self._grammar(start)
         seq.out.append(token)
         # generate() counts EOS against max_new_tokens: room for the token after this one.
         return len(seq.out) < max_new
 
     def _draft(self, seq: _Seq, max_new: int) -> list[int]:
         room = max_new - len(seq.out) - 1
-        return seq.matcher.draft()[:room] if room > 0 else []
+        if room <= 0:
+            return []
+        start = time.perf_counter()
+        draft = seq.matcher.draft()[:room]
+        self._grammar(start)
+        return draft
 
     def _over(self, seq: _Seq, max_new: int) -> bool:
         return seq.finished or seq.failed is not None or len(seq.out) >= max_new
@@ -148,7 +144,7 @@ class FastDecoder:
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], prefix: str, compiled: CompiledGrammar, max_new_tokens: int,
                  batch_size: int) -> list[Generation]:
-        self.mask_seconds = 0.0
+        self.mask_seconds, began = 0.0, time.perf_counter()
         prefix_ids, prefix_cache = self._prefix(prefix)
         # Longest prompts first: the short ones then fill the rows the long ones free at the end.
         queue = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
@@ -171,7 +167,9 @@ class FastDecoder:
                 cache.keep(live)  # nothing waits: shrink the batch to the live rows
                 rows = [rows[r] for r in live]
             self._step(cache, rows, max_new_tokens)  # type: ignore[arg-type]
+            self.stats["steps"] += 1
             self._finish(rows, results, max_new_tokens)
+        self.stats["decode_s"] += time.perf_counter() - began
         return results  # type: ignore[return-value]
 
     def _join(self, cache: KVCache, row: int, i: int, ids: list[int], compiled: CompiledGrammar,
@@ -188,7 +186,8 @@ class FastDecoder:
                                      torch.tensor([shared], device=device))
         seq.length = len(ids) - 1  # _accept counts the last prompt token as fed
         seq.feed = [ids[-1]]
-        self._accept(seq, hidden[0, -1:], max_new, self._allowed(seq.matcher))
+        first = self.head.pick(hidden[0, -1:], [self._allowed(seq.matcher)])[0]
+        self._accept(seq, hidden[0, -1:], max_new, first)
         return seq
 
     def _step(self, cache: KVCache, rows: list[_Seq], max_new: int) -> None:
@@ -199,13 +198,10 @@ class FastDecoder:
         tokens = torch.tensor([s.feed + [self.eos] * (width - len(s.feed)) for s in rows], device=device)
         start = torch.tensor([s.length for s in rows], device=device)
         hidden = self.runner.forward(cache, slice(0, len(rows)), tokens, start)
-        allowed = [self._allowed(s.matcher) for s in rows]
-        # Rows whose next token is open-ended need the whole head: one matmul for all of them.
-        wide = [r for r, a in enumerate(allowed) if a.numel() > SMALL_HEAD]
-        logits = hidden[wide, 0] @ self.runner.head.T if wide else None
+        # Every row's first position in one call: open-ended rows share one pass over the head.
+        firsts = self.head.pick(hidden[:, 0], [self._allowed(s.matcher) for s in rows])
         for r, s in enumerate(rows):
-            row_logits = logits[wide.index(r)] if r in wide else None
-            self._accept(s, hidden[r, : len(s.feed)], max_new, allowed[r], row_logits)
+            self._accept(s, hidden[r, : len(s.feed)], max_new, firsts[r])
 
     def _finish(self, rows: list[_Seq | None], results: list[Generation | None], max_new: int) -> None:
         for r, s in enumerate(rows):

@@ -102,7 +102,8 @@ class Extractor:
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = None, *, adapter: str | os.PathLike | None = "bundled",
                         engine: str = DEFAULT_ENGINE, device: str | None = None, dtype: str = "float32",
-                        decoder: str = "fast", config: ExtractConfig = ExtractConfig()) -> "Extractor":
+                        decoder: str = "fast", numerics: str = "fp32",
+                        config: ExtractConfig = ExtractConfig()) -> "Extractor":
         """Load a checkpoint and a LoRA adapter.
 
         Defaults: the cached base Gemma 3 270M with extractkit's bundled
@@ -110,11 +111,14 @@ class Extractor:
         applies your own adapter (from `extractkit finetune`). `decoder="generate"`
         decodes through transformers' `generate()` instead of extractkit's engine
         (same outputs, slower; the reference the engine is tested against).
+        `numerics="bf16"` runs the engine's layer matmuls in bf16: faster on
+        CPUs with avx512_bf16/AMX, outputs may differ slightly (docs/performance.md).
         """
         from ._transformers import TransformersBackend
 
         backend = TransformersBackend.from_pretrained(model, adapter=adapter, engine=engine,
-                                                      device=device, dtype=dtype, decoder=decoder)
+                                                      device=device, dtype=dtype, decoder=decoder,
+                                                      numerics=numerics)
         return cls(backend, config)
 
     def plan(self, schema: Any) -> Plan:

@@ -21,15 +21,24 @@ from ._errors import UsageError
 DECODERS = ("fast", "generate")  # extractkit's engine (`_engine.py`) / transformers' generate() (`_decode.py`)
 
 
+def _check_options(decoder: str, numerics: str) -> None:
+    from ._gemma import NUMERICS
+
+    if decoder not in DECODERS:
+        raise UsageError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
+    if numerics not in NUMERICS:
+        raise UsageError(f"unknown numerics {numerics!r}; choose one of {', '.join(NUMERICS)}")
+
+
 class TransformersBackend:
     """Runs constrained greedy decoding on a loaded transformers model."""
 
     def __init__(self, model: Any, tokenizer: Any, *, engine: str | Engine = DEFAULT_ENGINE,
-                 name: str = "transformers", decoder: str = "fast"):
+                 name: str = "transformers", decoder: str = "fast", numerics: str = "fp32"):
         from ._gemma import supports
 
-        if decoder not in DECODERS:
-            raise UsageError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
+        _check_options(decoder, numerics)
+        self.numerics = numerics  # the fast engine's layer matmuls (generate() runs the model as loaded)
         self.model, self.tokenizer, self.name = model, tokenizer, name
         # The fast engine implements Gemma 3; any other architecture decodes through generate().
         self.decoder = decoder if supports(model) else "generate"
@@ -43,10 +52,12 @@ class TransformersBackend:
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = None, *, adapter: str | os.PathLike | None = "bundled",
                         engine: str = DEFAULT_ENGINE, device: str | None = None,
-                        dtype: str = "float32", decoder: str = "fast") -> "TransformersBackend":
+                        dtype: str = "float32", decoder: str = "fast",
+                        numerics: str = "fp32") -> "TransformersBackend":
         from ._model import checkpoint_path, load_tokenizer, load_weights, resolve_adapter
 
         check_engine(engine)  # fail before seconds of loading
+        _check_options(decoder, numerics)
         adapter = resolve_adapter(model, adapter)
         path = checkpoint_path(model)
         tokenizer = load_tokenizer(path)
@@ -58,7 +69,7 @@ class TransformersBackend:
             hf_model = load_weights(path, adapter=adapter, device=device, dtype=dtype)
             built = tables.result()
         name = f"transformers:{path.name}" + (f"+{Path(adapter).name}" if adapter else "")
-        return cls(hf_model, tokenizer, engine=built, name=name, decoder=decoder)
+        return cls(hf_model, tokenizer, engine=built, name=name, decoder=decoder, numerics=numerics)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text)["input_ids"])
@@ -75,7 +86,7 @@ class TransformersBackend:
             from ._prompt import prompt_prefix
 
             with self._lock:
-                self._fast = self._fast or FastDecoder(self.model, self.tokenizer)
+                self._fast = self._fast or FastDecoder(self.model, self.tokenizer, numerics=self.numerics)
                 return self._fast.generate(prompts, prompt_prefix(plan.schema.json_schema), compiled,
                                            max_new_tokens, batch_size)
         # The reference path: batches group prompts of similar length.

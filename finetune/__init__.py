@@ -11,6 +11,7 @@ from ._data import DataError, Example, canonical_output, read_examples, target_j
 from ._eval import evaluate, format_report, values_match
 from ._export import export_hf
 from ._finetune import finetune_schema
+from ._gguf import export_gguf
 from ._train import Encoded, TrainConfig, TrainResult, encode, train
 
 
@@ -32,6 +33,7 @@ __all__ = [
     "canonical_output",
     "encode",
     "evaluate",
+    "export_gguf",
     "export_hf",
     "finetune_schema",
     "format_report",

@@ -78,3 +78,13 @@ def test_finetune_needs_data_and_refuses_to_overwrite(tmp_path):
 def test_adapter_and_base_exclude_each_other(tmp_path):
     out = runner.invoke(app, ["extract", "--schema", "contact", "--base", "--adapter", str(tmp_path), "x.txt"])
     assert out.exit_code == 2 and "exclude each other" in out.stderr
+
+
+def test_export_checks_format_and_quant_before_loading_a_model(tmp_path):
+    out = runner.invoke(app, ["export", "--format", "hf", "--quant", "q8_0", "--out", str(tmp_path / "x")])
+    assert out.exit_code == 2 and "--quant applies to --format gguf only" in out.stderr
+    out = runner.invoke(app, ["export", "--format", "gguf", "--quant", "q4_k", "--out", str(tmp_path / "x.gguf")])
+    assert out.exit_code == 2 and "unknown --quant 'q4_k'" in out.stderr
+    out = runner.invoke(app, ["export", "--format", "onnx", "--out", str(tmp_path / "x")])
+    assert out.exit_code == 2 and "supported: hf, gguf" in out.stderr
+    assert not list(tmp_path.iterdir())

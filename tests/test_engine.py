@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from extractkit import ExtractConfig, Extractor
+from extractkit._engine import FastDecoder
+from extractkit._errors import UsageError
 from extractkit._schema import load_schema
 from extractkit._transformers import TransformersBackend
 
@@ -25,8 +27,9 @@ TEXTS = [
 ]
 
 
-def _raw(model, tokenizer, decoder, schema, texts, batch_size, max_new_tokens=48, engine="llguidance"):
+def _raw(model, tokenizer, decoder, schema, texts, batch_size, max_new_tokens=48, engine="llguidance", fast=None):
     backend = TransformersBackend(model, tokenizer, decoder=decoder, engine=engine)
+    backend._fast = fast
     extractor = Extractor(backend, ExtractConfig(max_new_tokens=max_new_tokens, batch_size=batch_size))
     return [(r.raw, r.tokens, r.error is None) for r in extractor.extract_many(texts, load_schema(schema))]
 
@@ -46,6 +49,26 @@ def test_fast_engine_is_exact_without_drafts(tiny_parts, engine):
     model, tokenizer = tiny_parts
     reference = [_raw(model, tokenizer, "generate", "receipt", [t], 1, engine=engine)[0] for t in TEXTS[:4]]
     assert _raw(model, tokenizer, "fast", "receipt", TEXTS[:4], 2, engine=engine) == reference
+
+
+def test_screened_head_is_exact(tiny_parts):
+    # The tiny vocabulary is below the head's gather limit; lower it so open-ended rows take
+    # the bf16 screen + fp32 rescoring route (too few tokens for its timing test to matter).
+    model, tokenizer = tiny_parts
+    fast = FastDecoder(model, tokenizer, screen="on", small=4)
+    reference = [_raw(model, tokenizer, "generate", "receipt", [t], 1)[0] for t in TEXTS]
+    assert _raw(model, tokenizer, "fast", "receipt", TEXTS, 3, fast=fast) == reference
+    assert fast.head.stats["screened"] > 0
+
+
+def test_bf16_numerics_decode_valid_objects(tiny_parts):
+    # Opt-in and not exact: its accuracy delta is measured on SROIE dev (docs/performance.md).
+    model, tokenizer = tiny_parts
+    fast = FastDecoder(model, tokenizer, numerics="bf16")
+    got = _raw(model, tokenizer, "fast", "receipt", TEXTS, 3, max_new_tokens=256, fast=fast)
+    assert fast.runner.numerics == "bf16" and len(got) == len(TEXTS)
+    with pytest.raises(UsageError):
+        TransformersBackend(model, tokenizer, numerics="int3")
 
 
 def test_budget_is_counted_like_generate(tiny_parts):

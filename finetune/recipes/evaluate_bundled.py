@@ -55,10 +55,10 @@ def all_sets(only: list[str] | None = None) -> dict[str, tuple]:
     return {name: v for name, v in sets.items() if wanted(name)}
 
 
-def run(model: str, out: Path, only: list[str] | None, batch_size: int) -> None:
+def run(model: str, out: Path, only: list[str] | None, batch_size: int, numerics: str = "fp32") -> None:
     from extractkit import ExtractConfig, Extractor
 
-    extractor = Extractor.from_pretrained(adapter=None if model == "base" else model)
+    extractor = Extractor.from_pretrained(adapter=None if model == "base" else model, numerics=numerics)
     out.mkdir(parents=True, exist_ok=True)
     for name, (schema, path) in all_sets(only).items():
         examples = read_examples(path, schema)
@@ -67,8 +67,10 @@ def run(model: str, out: Path, only: list[str] | None, batch_size: int) -> None:
         extractor.config = ExtractConfig(max_new_tokens=budget, batch_size=batch_size)
         extractor._plans.clear()
         report = evaluate(extractor, examples, schema)
-        report.update(set=name, model=model, max_new_tokens=budget, finished=time.strftime("%Y-%m-%d %H:%M"))
-        stem = f"{Path(model).name}--{name.replace('/', '--')}"
+        report.update(set=name, model=model, numerics=numerics, max_new_tokens=budget,
+                      finished=time.strftime("%Y-%m-%d %H:%M"))
+        # fp32 is the exact reference; other numerics get their own report files.
+        stem = f"{Path(model).name}{'' if numerics == 'fp32' else '@' + numerics}--{name.replace('/', '--')}"
         (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
         print(f"== {model} on {name}\n{format_report(report)}\n", flush=True)
 
@@ -140,13 +142,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("finetune/results"))
     parser.add_argument("--only", nargs="*", help="set name prefixes, e.g. sroie-dev unseen")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--numerics", choices=("fp32", "bf16"), default="fp32",
+                        help="the engine's layer matmuls (bf16: faster, outputs may differ)")
     parser.add_argument("--table", action="store_true", help="print the results table and exit")
     parser.add_argument("--breakdown", action="store_true", help="print --model's failures per form and field")
     args = parser.parse_args(argv)
     if args.table or args.breakdown:
         print(table(args.out) if args.table else breakdown(args.out, args.model))
         return
-    run(args.model, args.out, args.only, args.batch_size)
+    run(args.model, args.out, args.only, args.batch_size, args.numerics)
 
 
 if __name__ == "__main__":
