@@ -12,7 +12,8 @@ Prompt: extractkit's (`render_prompt`). --threads torch threads (default 2).
   generate b1    extractkit, decoder="generate": transformers generate() + grammar (the reference)
   fast b1        extractkit's engine, one document at a time
   fast bN        extractkit's engine, extract_many at --batch-size
-  fast bN bf16   the same with numerics="bf16" (opt-in: outputs may differ)
+  fast b1 bf16   the same with numerics="bf16" ("auto", the default, picks it on this CPU)
+  fast bN bf16   extract_many with numerics="bf16"
   llama.cpp b1   only with --gguf FILE and llama-cpp-python installed (optional extra)
 
 Each row runs in its own process, so peak RSS and cold start are that row's.
@@ -34,7 +35,7 @@ from pathlib import Path
 
 STARTED = time.perf_counter()
 REPO = Path(__file__).resolve().parents[1]
-ROWS = ("outlines b1", "generate b1", "fast b1", "fast bN", "fast bN bf16", "llama.cpp b1")
+ROWS = ("outlines b1", "generate b1", "fast b1", "fast b1 bf16", "fast bN", "fast bN bf16", "llama.cpp b1")
 
 
 def documents(args) -> list[tuple[str, str]]:
@@ -61,7 +62,7 @@ def worker(row: str, args) -> dict:
 
     decoder = "generate" if row == "generate b1" else "fast"
     numerics = "bf16" if row.endswith("bf16") else "fp32"
-    batch = 1 if row.endswith("b1") else args.batch_size
+    batch = 1 if "b1" in row.split() else args.batch_size
     extractor = Extractor.from_pretrained(decoder=decoder, numerics=numerics,
                                           config=ExtractConfig(max_new_tokens=args.max_new_tokens))
     extractor.extract("Receipt. ABC MART. 02/01/2019. TOTAL 3.50", load_schema("receipt"))
@@ -90,11 +91,103 @@ def outlines_row(docs, args) -> dict:
     import outlines
 
     from extractkit._model import load_model
-    from extractkit._prompt import render_prompt
-    from extractkit._schema import load_schema
 
     loaded = load_model()  # base + bundled adapter, merged: the weights `extractkit export` writes
     model = outlines.from_transformers(loaded.model, loaded.tokenizer)
+    return generator_loop(model, lambda raw: len(loaded.tokenizer(raw, add_special_tokens=False)["input_ids"]),
+                          docs, args)
+
+
+def llama_row(docs, args) -> dict:
+    """llama.cpp on the GGUF export of the same weights, under extractkit's own grammar (llguidance).
+
+    outlines' llama.cpp route builds its token index for Gemma's 262k vocabulary and the Receipt
+    schema past 20 GB of RAM here (killed), so the fastest constrained route available is
+    extractkit's pipeline (prompt, grammar, parsing) with llama.cpp doing the forward passes:
+    each step llama.cpp computes the logits, the grammar masks them, greedy picks.
+    """
+    from extractkit import ExtractConfig, Extractor
+    from extractkit._schema import load_schema
+
+    if args.gguf is None:
+        raise SystemExit("the llama.cpp row needs --gguf FILE (extractkit export --format gguf --out FILE)")
+    extractor = Extractor(LlamaCppBackend(args.gguf, args.threads), ExtractConfig(max_new_tokens=args.max_new_tokens))
+    extractor.extract("Receipt. ABC MART. 02/01/2019. TOTAL 3.50", load_schema("receipt"))
+    cold = time.perf_counter() - STARTED
+    out = {"cold_s": cold, "raw": [], "obj": [], "tokens": 0, "latency": [], "seconds": 0.0}
+    for name, text in docs:
+        result = next(iter(extractor.extract_many([text], load_schema(name), batch_size=1)))
+        out["latency"].append(result.seconds)
+        out["raw"].append(result.raw)
+        out["obj"].append(result.value.model_dump(mode="json") if result.ok else None)
+        out["tokens"] += result.tokens
+    out["seconds"] = sum(out["latency"])
+    return out
+
+
+class LlamaCppBackend:
+    """extractkit's Backend protocol over llama-cpp-python: one prompt at a time, greedy, grammar-masked."""
+
+    def __init__(self, gguf: Path, threads: int):
+        import llama_cpp
+
+        from extractkit._constraint import GrammarCache, load_engine
+        from extractkit._model import ensure_base_checkpoint, load_tokenizer
+
+        self.llm = llama_cpp.Llama(model_path=str(gguf), n_threads=threads, n_threads_batch=threads,
+                                   n_ctx=4096, n_batch=512, verbose=False)
+        self.tokenizer = load_tokenizer(ensure_base_checkpoint())  # the GGUF's vocabulary, id for id
+        self.vocab = self.llm.n_vocab()
+        self.grammars = GrammarCache(load_engine("llguidance", self.tokenizer, self.vocab))
+        self.name, self.context_window = f"llama.cpp:{gguf.name}", 4096
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text)["input_ids"])
+
+    def compile(self, regex: str):
+        return self.grammars.get(regex)
+
+    def generate(self, prompts, plan, *, max_new_tokens: int, batch_size: int):
+        import numpy as np
+
+        from extractkit._constraint import new_bitmask, unpack_bitmask
+        from extractkit._decode import Generation
+
+        out = []
+        for prompt in prompts:
+            start, mask_s = time.perf_counter(), 0.0
+            matcher = self.compile(plan.surface.regex).matcher()
+            self.llm.reset()
+            self.llm.eval(self.tokenizer(prompt)["input_ids"])
+            tokens, finished = [], False
+            while len(tokens) < max_new_tokens:
+                # The last position's logits, straight from the context (llm.scores is no longer filled).
+                logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.vocab,))
+                m0 = time.perf_counter()
+                bitmask = new_bitmask(1, self.vocab)
+                matcher.fill(bitmask, 0)
+                allowed = unpack_bitmask(bitmask, self.vocab)[0].numpy()
+                mask_s += time.perf_counter() - m0
+                token = int(np.argmax(np.where(allowed, logits, -np.inf)))
+                if token == self.tokenizer.eos_token_id:
+                    finished = True
+                    break
+                matcher.advance(token)
+                tokens.append(token)
+                if len(tokens) < max_new_tokens:
+                    self.llm.eval([token])
+            out.append(Generation(self.tokenizer.decode(tokens), finished, len(tokens) + finished,
+                                  time.perf_counter() - start, mask_s))
+        return out
+
+
+def generator_loop(model, count_tokens, docs, args) -> dict:
+    """The loop a user writes with outlines: one Generator per schema, one document at a time."""
+    import outlines
+
+    from extractkit._prompt import render_prompt
+    from extractkit._schema import load_schema
+
     models = {name: load_schema(name).model for name in ("receipt", "invoice")}
     generators = {name: outlines.Generator(model, m) for name, m in models.items()}
     generators["receipt"](render_prompt("TOTAL 3.50", models["receipt"]), max_new_tokens=8)  # first-call compile
@@ -105,17 +198,13 @@ def outlines_row(docs, args) -> dict:
         raw = generators[name](render_prompt(text, models[name]), max_new_tokens=args.max_new_tokens)
         out["latency"].append(time.perf_counter() - start)
         out["raw"].append(raw)
-        out["tokens"] += len(loaded.tokenizer(raw, add_special_tokens=False)["input_ids"])
+        out["tokens"] += count_tokens(raw)
         try:
             out["obj"].append(models[name].model_validate_json(raw).model_dump(mode="json"))
         except Exception:
             out["obj"].append(None)
     out["seconds"] = sum(out["latency"])
     return out
-
-
-def llama_row(docs, args) -> dict:
-    raise SystemExit("llama.cpp row: not wired in this version (see docs/performance.md)")
 
 
 # ------------------------------------------------------------------ machine limits
@@ -158,7 +247,7 @@ def report(runs: dict, limits: dict, args, n_docs: int) -> str:
         lines.append(f"{name:<14}{n_docs / r['seconds']:>8.3f}{r['tokens'] / r['seconds']:>8.1f}"
                      f"{sum(r['latency']) / len(r['latency']):>10.2f}{sum(o is not None for o in r['obj']):>7}"
                      f"{same:>8}{same_obj:>10}{grammar:>9}{r['cold_s']:>8.1f}{r['rss_mb']:>8.0f}")
-    for base in ("outlines b1", "generate b1"):
+    for base in ("outlines b1", "llama.cpp b1", "generate b1"):
         if base not in runs:
             continue
         b = runs[base]
@@ -187,6 +276,7 @@ def main() -> None:
     parser.add_argument("--rows", nargs="*", default=[r for r in ROWS if r != "llama.cpp b1"], choices=ROWS)
     parser.add_argument("--gguf", type=Path, help="GGUF for the llama.cpp row (`extractkit export --format gguf`)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--reuse", action="store_true", help="keep rows already measured in runs/ (resume)")
     parser.add_argument("--_worker", dest="worker", help=argparse.SUPPRESS)
     parser.add_argument("--_result", dest="result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -200,8 +290,9 @@ def main() -> None:
         result = REPO / "runs" / f"bench-engine-{row.replace(' ', '_')}.json"
         result.parent.mkdir(exist_ok=True)
         env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
-        subprocess.run([sys.executable, __file__, *passthrough, "--_worker", row, "--_result", str(result)],
-                       check=True, env=env)
+        if not (args.reuse and result.exists()):
+            subprocess.run([sys.executable, __file__, *passthrough, "--_worker", row, "--_result", str(result)],
+                           check=True, env=env)
         runs[row.replace("bN", f"b{args.batch_size}")] = json.loads(result.read_text())
         print(f"{row}: {(args.receipts + args.invoices) / runs[row.replace('bN', f'b{args.batch_size}')]['seconds']:.3f} docs/s",
               flush=True)

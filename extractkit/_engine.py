@@ -53,7 +53,7 @@ class _Seq:
 class FastDecoder:
     """Greedy constrained decoding of many prompts on one `GemmaRunner`."""
 
-    def __init__(self, hf_model: Any, tokenizer: Any, *, numerics: str = "fp32", screen: str = "auto",
+    def __init__(self, hf_model: Any, tokenizer: Any, *, numerics: str = "auto", screen: str = "auto",
                  small: int = SMALL):
         self.runner = GemmaRunner(hf_model, numerics)
         self.tokenizer = tokenizer
@@ -150,7 +150,9 @@ class FastDecoder:
         queue = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         encoded = {i: self.tokenizer(prompts[i])["input_ids"] for i in queue}
         results: list[Generation | None] = [None] * len(prompts)
-        cache = self.runner.new_cache(min(batch_size, len(prompts)), max(len(v) for v in encoded.values()) + 64)
+        # Room for the longest prompt and its whole budget up front: the cache never grows mid-run.
+        cache = self.runner.new_cache(min(batch_size, len(prompts)),
+                                      max(len(v) for v in encoded.values()) + max_new_tokens + 1)
         rows: list[_Seq | None] = [None] * cache.rows
         while queue or any(rows):
             for r in range(len(rows)):  # waiting prompts take the free rows

@@ -102,7 +102,7 @@ class Extractor:
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike | None = None, *, adapter: str | os.PathLike | None = "bundled",
                         engine: str = DEFAULT_ENGINE, device: str | None = None, dtype: str = "float32",
-                        decoder: str = "fast", numerics: str = "fp32",
+                        decoder: str = "fast", numerics: str = "auto",
                         config: ExtractConfig = ExtractConfig()) -> "Extractor":
         """Load a checkpoint and a LoRA adapter.
 
@@ -111,8 +111,10 @@ class Extractor:
         applies your own adapter (from `extractkit finetune`). `decoder="generate"`
         decodes through transformers' `generate()` instead of extractkit's engine
         (same outputs, slower; the reference the engine is tested against).
-        `numerics="bf16"` runs the engine's layer matmuls in bf16: faster on
-        CPUs with avx512_bf16/AMX, outputs may differ slightly (docs/performance.md).
+        `numerics` is the engine's layer matmuls: "auto" (bf16 where this
+        machine runs it clearly faster, else fp32), "fp32" (token for token
+        what `generate()` gives) or "bf16" (docs/performance.md has the speed
+        and the accuracy delta).
         """
         from ._transformers import TransformersBackend
 

@@ -70,7 +70,28 @@ class KVCache:
                 d[row, :, :length] = s[0, :, :length]
 
 
-NUMERICS = ("fp32", "bf16")  # the decoder layers' matmuls; norms, attention and the residual stay fp32
+NUMERICS = ("auto", "fp32", "bf16")  # the decoder layers' matmuls; norms, attention and the residual stay fp32
+
+
+def choose_numerics(device: torch.device) -> str:
+    """"bf16" where this machine runs a decode-sized bf16 matmul clearly faster than fp32, else "fp32".
+
+    Measured, not guessed from CPU flags: bf16 is ~4x faster with avx512_bf16
+    or AMX and slower than fp32 on CPUs that emulate it. Costs ~50 ms, once.
+    """
+    import time
+
+    x, w = torch.randn(16, 640, device=device), torch.randn(2048, 640, device=device)
+    timings = []
+    for a, b in ((x, w), (x.bfloat16(), w.bfloat16())):
+        F.linear(a, b)
+        start = time.perf_counter()
+        for _ in range(10):
+            F.linear(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        timings.append(time.perf_counter() - start)
+    return "bf16" if timings[1] < 0.7 * timings[0] else "fp32"
 
 
 class GemmaRunner:
@@ -79,7 +100,10 @@ class GemmaRunner:
     numerics="bf16" runs the seven projections of every layer as bf16 matmuls
     (about 4x faster than fp32 on avx512_bf16 CPUs at decode batch sizes)
     from bf16 copies of their weights; everything between them stays fp32.
-    It changes outputs slightly, so it is opt-in (docs/performance.md).
+    It can change an output where two tokens nearly tie, so "fp32" is the one
+    that is exact against generate(); "auto" takes bf16 where it measures
+    faster (its accuracy delta on SROIE dev: docs/performance.md). A model
+    loaded in another dtype runs as loaded.
     """
 
     def __init__(self, hf_model: Any, numerics: str = "fp32"):
@@ -91,6 +115,10 @@ class GemmaRunner:
         self.head = hf_model.get_output_embeddings().weight  # [vocab, hidden], tied to the embedding
         self.window = self.config.sliding_window
         self.layer_types = list(self.config.layer_types)
+        if self.head.dtype != torch.float32:
+            numerics = "fp32"  # "fp32" means: the modules as loaded
+        elif numerics == "auto":
+            numerics = choose_numerics(self.head.device)
         self.numerics = numerics
         self._bf16: dict[int, torch.Tensor] = {}
         if numerics == "bf16":

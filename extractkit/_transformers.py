@@ -34,11 +34,11 @@ class TransformersBackend:
     """Runs constrained greedy decoding on a loaded transformers model."""
 
     def __init__(self, model: Any, tokenizer: Any, *, engine: str | Engine = DEFAULT_ENGINE,
-                 name: str = "transformers", decoder: str = "fast", numerics: str = "fp32"):
+                 name: str = "transformers", decoder: str = "fast", numerics: str = "auto"):
         from ._gemma import supports
 
         _check_options(decoder, numerics)
-        self.numerics = numerics  # the fast engine's layer matmuls (generate() runs the model as loaded)
+        self.numerics = numerics  # the fast engine's layer matmuls, auto/fp32/bf16 (generate() runs the model as loaded)
         self.model, self.tokenizer, self.name = model, tokenizer, name
         # The fast engine implements Gemma 3; any other architecture decodes through generate().
         self.decoder = decoder if supports(model) else "generate"
@@ -53,7 +53,7 @@ class TransformersBackend:
     def from_pretrained(cls, model: str | os.PathLike | None = None, *, adapter: str | os.PathLike | None = "bundled",
                         engine: str = DEFAULT_ENGINE, device: str | None = None,
                         dtype: str = "float32", decoder: str = "fast",
-                        numerics: str = "fp32") -> "TransformersBackend":
+                        numerics: str = "auto") -> "TransformersBackend":
         from ._model import checkpoint_path, load_tokenizer, load_weights, resolve_adapter
 
         check_engine(engine)  # fail before seconds of loading
