@@ -150,9 +150,11 @@ class FastDecoder:
         queue = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         encoded = {i: self.tokenizer(prompts[i])["input_ids"] for i in queue}
         results: list[Generation | None] = [None] * len(prompts)
-        # Room for the longest prompt and its whole budget up front: the cache never grows mid-run.
-        cache = self.runner.new_cache(min(batch_size, len(prompts)),
-                                      max(len(v) for v in encoded.values()) + max_new_tokens + 1)
+        # Room for the longest prompt and a typical answer; it grows by doubling, never past
+        # prompt + budget (budgets are often far above what a row writes: memory is per row).
+        longest = max(len(v) for v in encoded.values())
+        cache = self.runner.new_cache(min(batch_size, len(prompts)), longest + min(max_new_tokens, 128) + 1,
+                                      limit=longest + max_new_tokens + 1)
         rows: list[_Seq | None] = [None] * cache.rows
         while queue or any(rows):
             for r in range(len(rows)):  # waiting prompts take the free rows

@@ -33,8 +33,9 @@ class KVCache:
     """
 
     def __init__(self, layers: int, rows: int, length: int, kv_heads: int, head_dim: int,
-                 dtype: torch.dtype, device: torch.device):
+                 dtype: torch.dtype, device: torch.device, limit: int | None = None):
         shape = (rows, kv_heads, length, head_dim)
+        self.limit = limit  # growth stops here: no row can need more (the engine's prompt + budget)
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
 
@@ -47,10 +48,12 @@ class KVCache:
         return self.k[0].shape[2]
 
     def reserve(self, length: int) -> None:
-        """Grow every row to hold `length` positions (doubling, so growth is rare)."""
+        """Grow every row to hold `length` positions (doubling, so growth is rare, up to `limit`)."""
         if length <= self.length:
             return
         new = max(length, 2 * self.length)
+        if self.limit is not None:
+            new = max(length, min(new, self.limit))
         for cache in (self.k, self.v):
             for i, old in enumerate(cache):
                 grown = old.new_zeros((old.shape[0], old.shape[1], new, old.shape[3]))
@@ -136,10 +139,10 @@ class GemmaRunner:
     def device(self) -> torch.device:
         return self.head.device
 
-    def new_cache(self, rows: int, length: int) -> KVCache:
+    def new_cache(self, rows: int, length: int, limit: int | None = None) -> KVCache:
         c = self.config
         return KVCache(c.num_hidden_layers, rows, length, c.num_key_value_heads, c.head_dim,
-                       self.head.dtype, self.device)
+                       self.head.dtype, self.device, limit)
 
     def forward(self, cache: KVCache, rows: slice, tokens: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         """Feed `tokens` [B, K] to cache rows `rows` at positions start[b] + 0..K-1.
