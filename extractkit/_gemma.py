@@ -77,7 +77,7 @@ NUMERICS = ("auto", "fp32", "bf16")  # the decoder layers' matmuls; norms, atten
 
 
 def choose_numerics(device: torch.device) -> str:
-    """"bf16" where this machine runs a decode-sized bf16 matmul clearly faster than fp32, else "fp32".
+    """bf16 where this machine runs a decode-sized bf16 matmul clearly faster than fp32, else fp32.
 
     Measured, not guessed from CPU flags: bf16 is ~4x faster with avx512_bf16
     or AMX and slower than fp32 on CPUs that emulate it. Costs ~50 ms, once.
