@@ -1,7 +1,8 @@
 """The recipe of the model that ships with extractkit (one command reruns it).
 
-    python -m extractkit.finetune.recipes.bundled --out runs/bundled            # both stages
+    python -m extractkit.finetune.recipes.bundled --out runs/bundled            # all stages
     python -m extractkit.finetune.recipes.bundled --out runs/bundled --resume   # after a crash
+    python -m extractkit.finetune.recipes.bundled --out runs/bundled --stage 5 --install  # one stage
 
 Stage 1 teaches the task on real documents: the 500 SROIE training receipts
 (the 126 dev receipts are never used). Stage 2 starts from stage 1 and
@@ -13,7 +14,13 @@ per built-in schema: the stage-2 evaluation showed the built-ins undertrained
 (55-77% field accuracy on held-out synthetic sets, mostly invented values for
 absent fields and list items cut short), not a surface form it could not read.
 Stage 4 repeats that step once more (new seed, 220 per built-in, lower rate).
-The final adapter is `OUT/stage4`; `--install` copies it into the package.
+Stage 5 aims at what stage 4 still got wrong (lists: 57 % on receipts, 27 % on
+invoices): a model that invents a line item when the document has none, puts a
+lone price in `quantity` when the quantity is missing, or drops a thousands
+group ("1 342,10" -> 342.1). It oversamples documents with those traits (empty
+lists, missing values inside list items, amounts of 1,000 or more) and gives
+more documents to the weaker built-ins.
+The final adapter is `OUT/stage5`; `--install` copies it into the package.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import random
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from extractkit._schema import as_output_schema, load_schema
 
@@ -48,7 +56,14 @@ STAGE3_MIX = {"per_builtin": 150, "generated_schemas": 40, "per_generated": 5, "
 # what stage 3 learned.
 STAGE4 = replace(STAGE1, learning_rate=1e-4, warmup_steps=3)
 STAGE4_MIX = {"per_builtin": 220, "generated_schemas": 20, "per_generated": 5, "sroie_replay": 100}
-FINAL = "stage4"
+# Stage 5: per built-in counts follow the stage-4 held-out scores (invoice 86 %,
+# receipt 90 %, contact 88 %, job posting 95 %, event 96 %); half of each
+# built-in's documents are drawn from the hard cases (see `hard`).
+STAGE5 = replace(STAGE1, learning_rate=1e-4, warmup_steps=3)
+STAGE5_PER_BUILTIN = {"invoice": 260, "receipt": 220, "contact": 170, "job_posting": 140, "event": 90}
+STAGE5_MIX = {"generated_schemas": 20, "per_generated": 5, "sroie_replay": 100}
+HARD_SHARE = 0.5
+FINAL = "stage5"
 
 
 def sroie_train() -> list[tuple]:
@@ -74,6 +89,54 @@ def mixed_data(seed: int, per_builtin: int, generated_schemas: int, per_generate
     replay = sroie_train()
     random.Random(seed).shuffle(replay)
     return pairs + replay[:sroie_replay]
+
+
+def hard(output: Any) -> bool:
+    """Traits stage 4 failed on: an empty list, a missing value inside a list item, an amount >= 1000."""
+    if isinstance(output, dict):
+        return any(hard(v) for v in output.values())
+    if isinstance(output, list):
+        return not output or any(
+            isinstance(it, dict) and (None in it.values() or any(_big(v) for v in it.values())) or hard(it)
+            for it in output)
+    return False
+
+
+def _has_empty_list(output: dict) -> bool:
+    return any(v == [] for v in output.values())
+
+
+def _big(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) >= 1000
+
+
+def with_hard_cases(schema, n: int, seed: int) -> list[Example]:
+    """`n` documents of `schema`, HARD_SHARE of them (when there are enough) with a `hard` trait."""
+    from .._synth import synthesize
+
+    pool = synthesize(schema, 4 * n, seed=seed)
+    # Empty lists first (a quarter of the documents): inventing an item was stage 4's commonest error.
+    empty = [e for e in pool if _has_empty_list(e.output)][: n // 4]
+    tough = empty + [e for e in pool if hard(e.output) and e not in empty][: int(n * HARD_SHARE) - len(empty)]
+    rest = [e for e in pool if not hard(e.output)][: n - len(tough)]
+    chosen = tough + rest
+    random.Random(seed).shuffle(chosen)
+    return chosen
+
+
+def stage5_data(seed: int = 4) -> list[tuple]:
+    from .._synth import random_schemas, synthesize
+
+    pairs: list[tuple] = []
+    for name, n in STAGE5_PER_BUILTIN.items():
+        schema = load_schema(name)
+        pairs += [(schema, ex) for ex in with_hard_cases(schema, n, seed)]
+    for i, js in enumerate(random_schemas(STAGE5_MIX["generated_schemas"], seed=seed)):
+        schema = as_output_schema(js)
+        pairs += [(schema, ex) for ex in synthesize(schema, STAGE5_MIX["per_generated"], seed=seed + i)]
+    replay = sroie_train()
+    random.Random(seed).shuffle(replay)
+    return pairs + replay[: STAGE5_MIX["sroie_replay"]]
 
 
 def stage2_data(seed: int = 1) -> list[tuple]:
@@ -108,7 +171,7 @@ def run_stage(name: str, data: list[tuple], config: TrainConfig, out: Path, *, i
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--stage", choices=["1", "2", "3", "4", "all"], default="all")
+    parser.add_argument("--stage", choices=["1", "2", "3", "4", "5", "all"], default="all")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--install", action="store_true", help="copy the final adapter into the package")
     args = parser.parse_args(argv)
@@ -120,6 +183,8 @@ def main(argv: list[str] | None = None) -> None:
         run_stage("stage3", stage3_data(), STAGE3, args.out, init=args.out / "stage2", resume=args.resume)
     if args.stage in ("4", "all"):
         run_stage("stage4", stage4_data(), STAGE4, args.out, init=args.out / "stage3", resume=args.resume)
+    if args.stage in ("5", "all"):
+        run_stage("stage5", stage5_data(), STAGE5, args.out, init=args.out / "stage4", resume=args.resume)
     if args.install:
         from extractkit._model import BUNDLED_ADAPTER
 
