@@ -54,8 +54,8 @@ class FastDecoder:
     """Greedy constrained decoding of many prompts on one `GemmaRunner`."""
 
     def __init__(self, hf_model: Any, tokenizer: Any, *, numerics: str = "auto", screen: str = "auto",
-                 small: int = SMALL):
-        self.runner = GemmaRunner(hf_model, numerics)
+                 small: int = SMALL, own_weights: bool = False):
+        self.runner = GemmaRunner(hf_model, numerics, own_weights)
         self.tokenizer = tokenizer
         self.eos = tokenizer.eos_token_id
         self.head = Head(self.runner.head, self.eos, screen, small)

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from transformers.models.gemma3.modeling_gemma3 import apply_rotary_pos_emb
 
+from ._pages import release
+
 
 def supports(hf_model: Any) -> bool:
     """True for the architecture this runner implements (Gemma 3 text)."""
@@ -106,10 +108,12 @@ class GemmaRunner:
     It can change an output where two tokens nearly tie, so "fp32" is the one
     that is exact against generate(); "auto" takes bf16 where it measures
     faster (its accuracy delta on SROIE dev: docs/performance.md). A model
-    loaded in another dtype runs as loaded.
+    loaded in another dtype runs as loaded. `own_weights=True` (the backend
+    loaded the model and nothing else runs it) replaces the fp32 layer weights
+    by the bf16 ones instead of keeping both.
     """
 
-    def __init__(self, hf_model: Any, numerics: str = "fp32"):
+    def __init__(self, hf_model: Any, numerics: str = "fp32", own_weights: bool = False):
         if numerics not in NUMERICS:
             raise ValueError(f"numerics must be one of {NUMERICS}, not {numerics!r}")
         self.hf = hf_model
@@ -128,6 +132,12 @@ class GemmaRunner:
             for module in self.body.modules():
                 if isinstance(module, torch.nn.Linear):
                     self._bf16[id(module)] = module.weight.detach().to(torch.bfloat16)
+                    if own_weights:
+                        # Nobody else runs this model: keep only the bf16 weights (half of
+                        # the fp32 bytes), hand a memory-mapped fp32 original's pages back.
+                        old = module.weight.data
+                        module.weight = torch.nn.Parameter(self._bf16[id(module)], requires_grad=False)
+                        release(old)
 
     def _linear(self, module: Any, x: torch.Tensor) -> torch.Tensor:
         weight = self._bf16.get(id(module))

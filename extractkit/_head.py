@@ -17,6 +17,11 @@ decoding only needs the argmax over the tokens the grammar allows, so:
 Whether screening pays is measured on the machine, once, on the first batch
 of open-ended rows (`screen="auto"`).
 
+Memory: a head loaded from a safetensors checkpoint is a file mapping. The
+bf16 copy is built a slice at a time and each fp32 slice's pages are handed
+back (`_pages.release`) once read, so screening keeps 335 MB of bf16 resident
+instead of 671 + 335 MB; afterwards only rescored and gathered rows come back.
+
 The bound, per token t with fp32 row w, hidden h and bf16 screen value s:
 rounding w and h to bf16 moves each product by at most (2u + u^2)|w_i h_i|
 (u = 2^-8), fp32 accumulation adds far less than 1% of that, and rounding the
@@ -33,8 +38,11 @@ from typing import Sequence
 
 import torch
 
+from ._pages import release
+
 SMALL = 4096    # at most this many allowed tokens: gather their head rows instead of the full matmul
 SCREEN = 32     # candidates the bf16 screen hands to the exact fp32 rescoring
+_SLICE = 16384  # head rows per slice when the whole fp32 head must be read (10 MB of hidden 640)
 _PRODUCT = 2.0 ** -7 * 1.1   # bf16 rounding of both factors, plus fp32 accumulation slack
 _OUTPUT = 2.0 ** -8 * 1.01   # bf16 rounding of the screened sum
 
@@ -101,12 +109,27 @@ class Head:
             self.stats["screened"] += 1
             return winner
         self.stats["fallback"] += 1
-        return _argmax(self.weight @ hidden, ids)
+        return _argmax(self._full_logits(hidden), ids)
+
+    def _full_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """fp32 logits of one row, a slice of the head at a time, each slice's pages released after."""
+        parts = []
+        for start in range(0, self.weight.shape[0], _SLICE):
+            part = self.weight[start:start + _SLICE]
+            parts.append(part @ hidden)
+            release(part)
+        return torch.cat(parts)
 
     def _screen_weight(self) -> torch.Tensor:
         if self._bf16 is None:
-            self._bf16 = self.weight.to(torch.bfloat16)
-            self._max_norm = float(self.weight.norm(dim=1).max())
+            copy = torch.empty(self.weight.shape, dtype=torch.bfloat16, device=self.weight.device)
+            norm = 0.0
+            for start in range(0, self.weight.shape[0], _SLICE):
+                part = self.weight[start:start + _SLICE]
+                copy[start:start + _SLICE] = part
+                norm = max(norm, float(part.norm(dim=1).max()))
+                release(part)
+            self._bf16, self._max_norm = copy, norm
         return self._bf16
 
     def _screen_pays(self, hidden: torch.Tensor) -> bool:
@@ -120,7 +143,9 @@ class Head:
             run()
             timings.append(time.perf_counter() - start)
         pays = timings[1] < 0.8 * timings[0]  # the rescoring costs a little; it must win clearly
-        if not pays:
+        if pays:
+            release(self.weight)  # the fp32 timing read every page of a file-backed head
+        else:
             self._bf16 = None  # do not keep 335 MB that will never be used
         return pays
 

@@ -225,10 +225,16 @@ def load_model(model: str | os.PathLike | None = None, *, adapter: str | os.Path
 def _attach_adapter(hf_model: Any, adapter: Path) -> Any:
     if not (adapter / "adapter_config.json").exists():
         raise ModelLoadError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
-    from peft import PeftModel
+    from ._lora import merge_plain_lora
 
     try:
         # Merged once at load time: inference then costs exactly what the base model costs.
+        # A plain LoRA is merged here directly (the same arithmetic as peft, without
+        # peft's ~2.5 s import); anything else goes through peft.
+        if merge_plain_lora(hf_model, adapter):
+            return hf_model
+        from peft import PeftModel
+
         return PeftModel.from_pretrained(hf_model, str(adapter)).merge_and_unload()
     except Exception as exc:
         raise ModelLoadError(f"cannot apply the adapter at {adapter}: {exc}") from exc

@@ -34,7 +34,11 @@ class TransformersBackend:
     """Runs constrained greedy decoding on a loaded transformers model."""
 
     def __init__(self, model: Any, tokenizer: Any, *, engine: str | Engine = DEFAULT_ENGINE,
-                 name: str = "transformers", decoder: str = "fast", numerics: str = "auto"):
+                 name: str = "transformers", decoder: str = "fast", numerics: str = "auto",
+                 owns_model: bool = False):
+        """`owns_model`: the model is this backend's alone (from_pretrained), so the fast
+        engine may convert its weights in place (numerics="bf16" keeps only bf16 layer
+        weights); a model handed in stays usable elsewhere."""
         from ._gemma import supports
 
         _check_options(decoder, numerics)
@@ -43,6 +47,7 @@ class TransformersBackend:
         # The fast engine implements Gemma 3; any other architecture decodes through generate().
         self.decoder = decoder if supports(model) else "generate"
         self._fast = None
+        self._owns_model = owns_model
         self.vocab_size = model.get_output_embeddings().weight.shape[0]
         self.engine = load_engine(engine, tokenizer, self.vocab_size) if isinstance(engine, str) else engine
         self.grammars = GrammarCache(self.engine)
@@ -69,7 +74,8 @@ class TransformersBackend:
             hf_model = load_weights(path, adapter=adapter, device=device, dtype=dtype)
             built = tables.result()
         name = f"transformers:{path.name}" + (f"+{Path(adapter).name}" if adapter else "")
-        return cls(hf_model, tokenizer, engine=built, name=name, decoder=decoder, numerics=numerics)
+        return cls(hf_model, tokenizer, engine=built, name=name, decoder=decoder, numerics=numerics,
+                   owns_model=True)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text)["input_ids"])
@@ -86,7 +92,8 @@ class TransformersBackend:
             from ._prompt import prompt_prefix
 
             with self._lock:
-                self._fast = self._fast or FastDecoder(self.model, self.tokenizer, numerics=self.numerics)
+                self._fast = self._fast or FastDecoder(self.model, self.tokenizer, numerics=self.numerics,
+                                                       own_weights=self._owns_model)
                 return self._fast.generate(prompts, prompt_prefix(plan.schema.json_schema), compiled,
                                            max_new_tokens, batch_size)
         # The reference path: batches group prompts of similar length.

@@ -73,6 +73,20 @@ def test_bf16_numerics_decode_valid_objects(tiny_parts):
         TransformersBackend(model, tokenizer, numerics="int3")
 
 
+def test_owned_bf16_weights_replace_fp32_and_decode_the_same(tiny_parts):
+    # A backend that loaded its model keeps only the bf16 layer weights; same outputs as keeping both.
+    import copy
+
+    model, tokenizer = tiny_parts
+    shared = _raw(model, tokenizer, "fast", "receipt", TEXTS, 3,
+                  fast=FastDecoder(model, tokenizer, numerics="bf16"))
+    owned_model = copy.deepcopy(model)
+    owned = FastDecoder(owned_model, tokenizer, numerics="bf16", own_weights=True)
+    assert _raw(owned_model, tokenizer, "fast", "receipt", TEXTS, 3, fast=owned) == shared
+    linear = owned_model.model.layers[0].mlp.down_proj
+    assert linear.weight.dtype == torch.bfloat16 and model.model.layers[0].mlp.down_proj.weight.dtype == torch.float32
+
+
 def test_budget_is_counted_like_generate(tiny_parts):
     # A budget too small for any object: both paths stop at the same token, unfinished.
     model, tokenizer = tiny_parts

@@ -161,6 +161,33 @@ def test_export_hf_writes_a_merged_checkpoint_other_tools_load(tiny_dir, tmp_pat
     assert json.loads((out / "extractkit-export.json").read_text())["prompt_version"] == "ek-prompt-v1"
 
 
+def test_plain_lora_merge_is_bit_identical_to_peft_and_anything_else_goes_to_peft(tiny_dir, tmp_path):
+    import torch
+    from peft import PeftModel
+
+    from extractkit._lora import merge_plain_lora
+    from extractkit._model import load_weights
+
+    adapter = tmp_path / "adapter"
+    train(_pairs()[:2], adapter, base=tiny_dir, config=TrainConfig(max_steps=1, batch_size=1, lora_r=4,
+                                                                   learning_rate=5e-2), progress=False)
+    ours = load_weights(tiny_dir)
+    assert merge_plain_lora(ours, adapter)
+    theirs = PeftModel.from_pretrained(load_weights(tiny_dir), str(adapter)).merge_and_unload()
+    reference, base = dict(theirs.named_parameters()), dict(load_weights(tiny_dir).named_parameters())
+    changed = 0
+    for name, param in ours.named_parameters():
+        assert torch.equal(param, reference[name]), name
+        changed += not torch.equal(param, base[name])
+    assert changed > 0
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps({**config, "use_rslora": True}))
+    untouched = load_weights(tiny_dir)
+    before = {n: p.clone() for n, p in untouched.named_parameters()}
+    assert not merge_plain_lora(untouched, adapter)  # rsLoRA scales differently: peft's job
+    assert all(torch.equal(p, before[n]) for n, p in untouched.named_parameters())
+
+
 def test_values_match_normalizes_case_spacing_and_numbers():
     assert values_match("BOOK TA .K(TAMAN DAYA) SDN BHD", "book ta .k (taman daya) sdn bhd")
     assert values_match("JOHOR BAHRU, JOHOR.", "Johor Bahru, Johor")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import llguidance
@@ -41,10 +43,17 @@ class LLGuidanceEngine:
     def __init__(self, hf_tokenizer: Any, vocab_size: int):
         self.eos_token_id = hf_tokenizer.eos_token_id
         backend = getattr(hf_tokenizer, "backend_tokenizer", None)
-        if backend is not None and backend.padding is None and backend.truncation is None:
+        tokens = token_bytes(backend, vocab_size) if backend is not None else None
+        if tokens is not None:
+            # llguidance's own route (the tokenizer JSON) builds a second Rust copy of
+            # the tokenizer: ~335 MB and ~2.5 s for Gemma's 262k vocabulary. Handing it
+            # each token's bytes and our tokenizer as the encoder gives the same tables
+            # (tests/test_grammars.py compares them) for ~1 MB.
+            self.tokenizer = llguidance.LLTokenizer(llguidance.TokenizerWrapper(_Encoder(backend, tokens, hf_tokenizer)),
+                                                    n_vocab=vocab_size, eos_token=self.eos_token_id)
+        elif backend is not None and backend.padding is None and backend.truncation is None:
             # What llguidance.hf.from_tokenizer does, minus its defensive copy of the
-            # Rust tokenizer (to clear padding/truncation, which are unset here):
-            # the copy costs ~5 s of the ~8 s on Gemma's 262k vocabulary.
+            # Rust tokenizer (to clear padding/truncation, which are unset here).
             self.tokenizer = llguidance.LLTokenizer(backend.to_str(), n_vocab=vocab_size,
                                                     eos_token=self.eos_token_id)
         else:
@@ -56,6 +65,86 @@ class LLGuidanceEngine:
         if is_error:
             raise ValueError("; ".join(errors))
         return _Compiled(self.tokenizer, grammar)
+
+
+class _Encoder:
+    """What `llguidance.TokenizerWrapper` reads: token bytes, special ids, and an encoder."""
+
+    def __init__(self, backend: Any, tokens: list[bytes], hf_tokenizer: Any):
+        self.backend, self.tokens = backend, tokens
+        self.special_token_ids = sorted(_specials(backend))
+        self.eos_token_id = hf_tokenizer.eos_token_id
+        self.bos_token_id = hf_tokenizer.bos_token_id
+
+    def __call__(self, text: str) -> list[int]:
+        if not isinstance(text, str):
+            raise TypeError("text only")  # llguidance then splits bytes into valid text itself
+        return self.backend.encode(text, add_special_tokens=False).ids
+
+
+_SENTENCEPIECE_DECODER = [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+                          {"type": "ByteFallback"}, {"type": "Fuse"}]
+
+
+def token_bytes(backend: Any, vocab_size: int) -> list[bytes] | None:
+    """Every token id's bytes, for the two vocabulary layouts read here exactly; else None.
+
+    ByteLevel (GPT-2 style: each byte drawn as a printable character) and
+    SentencePiece-style BPE (Gemma, Llama: "\u2581" for a space, "<0xHH>" byte
+    fallback). Added tokens are spelled as written. Ids past the tokenizer's
+    vocabulary (a padded embedding) get no bytes.
+    """
+    decoder = json.loads(backend.decoder.__getstate__()) if backend.decoder is not None else {}
+    if decoder.get("type") == "ByteLevel":
+        table = _byte_level_table()
+        spell = lambda piece: bytes(table[c] for c in piece)  # noqa: E731
+    elif decoder.get("type") == "Sequence" and decoder.get("decoders") == _SENTENCEPIECE_DECODER:
+        spell = _sentencepiece_bytes
+    else:
+        return None
+    added, specials = backend.get_added_tokens_decoder(), _specials(backend)
+    out = []
+    for i in range(vocab_size):
+        piece = backend.id_to_token(i)
+        if piece is None:
+            out.append(b"")
+        elif i in specials:
+            out.append(b"\xff" + piece.encode())  # llguidance's mark for a special token
+        elif i in added:
+            out.append(added[i].content.encode())  # added text ("\n\n", "[multimodal]") is written as is
+        else:
+            try:
+                out.append(spell(piece))
+            except KeyError:
+                return None  # a character outside the byte alphabet: not the layout we thought
+    return out
+
+
+def _specials(backend: Any) -> set[int]:
+    """The ids llguidance's JSON route treats as special (never part of grammar text): added
+    tokens marked special, and added tokens spelled like a tag ("<table>") even when not."""
+    return {i for i, t in backend.get_added_tokens_decoder().items()
+            if t.special or (t.content.startswith("<") and t.content.endswith(">"))}
+
+
+def _sentencepiece_bytes(piece: str) -> bytes:
+    if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+        return bytes([int(piece[3:5], 16)])
+    return piece.replace("\u2581", " ").encode()
+
+
+@lru_cache(maxsize=1)
+def _byte_level_table() -> dict[str, int]:
+    """GPT-2's printable stand-in for each byte, reversed: character -> byte."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
 
 
 def build(hf_tokenizer: Any, vocab_size: int) -> LLGuidanceEngine:

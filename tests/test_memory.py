@@ -1,0 +1,109 @@
+"""What keeps the engine's memory small without changing a result.
+
+- `_pages.release` drops the pages of a never-written file mapping and refuses
+  anything else (a written page would lose its data).
+- The head's bf16 screen copy is built slice by slice from a file-backed head
+  whose pages go back as they are read, and it still picks what fp32 picks.
+- llguidance's tokenizer tables built from our token bytes equal the tables
+  llguidance builds from the tokenizer JSON (tiny tokenizer here, Gemma's in
+  the real-model tier).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from extractkit import _pages
+from extractkit._head import Head
+
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pagemap and madvise are Linux's")
+
+
+def file_backed(tmp_path, rows: int, cols: int, seed: int = 0) -> torch.Tensor:
+    """A float32 [rows, cols] tensor on a private (copy-on-write) map of a file, like a safetensors load."""
+    data = np.random.default_rng(seed).standard_normal((rows, cols), dtype=np.float32)
+    path = tmp_path / "weights.bin"
+    data.tofile(path)
+    return torch.from_numpy(np.memmap(path, dtype=np.float32, mode="c", shape=(rows, cols)))
+
+
+@linux
+def test_release_drops_read_pages_and_keeps_values(tmp_path):
+    weight = file_backed(tmp_path, 4096, 256)
+    expected = weight.clone()
+    float(weight.sum())  # read every page
+    present, anonymous = _pages.resident_pages(weight)
+    assert present > 200 and anonymous == 0
+    assert _pages.release(weight)
+    assert _pages.resident_pages(weight)[0] < present // 10
+    assert torch.equal(weight, expected)  # pages come back from the file on the next read
+
+
+@linux
+def test_release_refuses_written_and_anonymous_memory(tmp_path):
+    weight = file_backed(tmp_path, 4096, 256)
+    weight[100] += 1.0  # copy-on-write: this page now exists only in memory
+    written = weight.clone()
+    assert not _pages.release(weight)
+    assert torch.equal(weight, written)
+    ordinary = torch.randn(4096, 256)
+    assert not _pages.release(ordinary)
+
+
+@linux
+def test_screen_copy_from_a_file_backed_head_releases_it_and_stays_exact(tmp_path):
+    weight = file_backed(tmp_path, 40000, 64, seed=1)   # more than two slices of the head
+    head = Head(weight, eos=0, screen="on")
+    hidden = torch.randn(3, 64, generator=torch.Generator().manual_seed(2))
+    everything = torch.arange(weight.shape[0])
+    picks = head.pick(hidden, [everything] * 3)
+    assert picks == [int(torch.argmax(weight @ h)) for h in hidden]
+    float(weight.sum())
+    head._bf16 = None
+    head._screen_weight()  # rebuilding the copy reads the head again and hands it back
+    assert _pages.resident_pages(weight)[0] < 100  # of ~2,500 pages: only partial slice edges stay
+
+
+def llguidance_tables(hf_tokenizer, vocab: int):
+    llguidance = pytest.importorskip("llguidance")
+    from extractkit._grammars.llguidance import LLGuidanceEngine
+
+    ours = LLGuidanceEngine(hf_tokenizer, vocab).tokenizer
+    reference = llguidance.LLTokenizer(hf_tokenizer.backend_tokenizer.to_str(), n_vocab=vocab,
+                                       eos_token=hf_tokenizer.eos_token_id)
+    return ours, reference
+
+
+def assert_same_tables(ours, reference, vocab: int, texts: list[str]) -> None:
+    assert ours.vocab_size == reference.vocab_size
+    assert ours.eos_token == reference.eos_token
+    for i in range(vocab):
+        assert ours.decode_bytes([i]) == reference.decode_bytes([i]), i
+        assert ours.is_special_token(i) == reference.is_special_token(i), i
+    for text in texts:
+        assert ours.tokenize_str(text) == reference.tokenize_str(text), text
+
+
+TEXTS = ['{"total":1342.1,"date":"2024-03-05"}', "Invoice INV-7 due 5 March 2024\n  1 342,10 €",
+         '","email":"jchowdhury@raju.org"', "  spaces   and\ttabs\n\n", "ünïcödé – 日本語"]
+
+
+def test_llguidance_tables_from_token_bytes_equal_the_json_route(tiny_parts):
+    from extractkit._grammars.llguidance import token_bytes
+
+    _, tokenizer = tiny_parts
+    assert token_bytes(tokenizer.backend_tokenizer, len(tokenizer)) is not None  # the cheap route is taken
+    ours, reference = llguidance_tables(tokenizer, len(tokenizer))
+    assert_same_tables(ours, reference, len(tokenizer), TEXTS)
+
+
+@pytest.mark.real_model
+def test_llguidance_tables_equal_the_json_route_on_gemma(real_extractor):
+    tokenizer = real_extractor.backend.tokenizer
+    vocab = real_extractor.backend.vocab_size
+    ours, reference = llguidance_tables(tokenizer, vocab)
+    assert_same_tables(ours, reference, vocab, TEXTS)
