@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from transformers.models.gemma3.modeling_gemma3 import apply_rotary_pos_emb
 
-from ._pages import release
+from ._pages import release, trim
 
 
 def supports(hf_model: Any) -> bool:
@@ -138,6 +138,8 @@ class GemmaRunner:
                         old = module.weight.data
                         module.weight = torch.nn.Parameter(self._bf16[id(module)], requires_grad=False)
                         release(old)
+            if own_weights:
+                trim()  # the freed fp32 weights' heap space back to the OS
 
     def _linear(self, module: Any, x: torch.Tensor) -> torch.Tensor:
         weight = self._bf16.get(id(module))

@@ -133,19 +133,23 @@ class Head:
         return self._bf16
 
     def _screen_pays(self, hidden: torch.Tensor) -> bool:
-        """Time the fp32 head against the bf16 screen on this batch, once per process."""
+        """Time fp32 against bf16 on this batch over a slice of the head, once per process.
+
+        A slice (4 x `_SLICE` rows), not the whole head: reading all of a file-backed
+        fp32 head would bring its 671 MB back just to time it.
+        """
         weight = self._screen_weight()
+        rows = slice(0, 4 * _SLICE)
+        fp32, bf16, low = self.weight[rows], weight[rows], hidden.to(torch.bfloat16)
         timings = []
-        for run in (lambda: hidden @ self.weight.T,
-                    lambda: torch.nn.functional.linear(hidden.to(torch.bfloat16), weight)):
+        for run in (lambda: hidden @ fp32.T, lambda: torch.nn.functional.linear(low, bf16)):
             run()  # first call: page faults and kernel selection
             start = time.perf_counter()
             run()
             timings.append(time.perf_counter() - start)
+        release(fp32)
         pays = timings[1] < 0.8 * timings[0]  # the rescoring costs a little; it must win clearly
-        if pays:
-            release(self.weight)  # the fp32 timing read every page of a file-backed head
-        else:
+        if not pays:
             self._bf16 = None  # do not keep 335 MB that will never be used
         return pays
 

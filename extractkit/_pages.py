@@ -89,6 +89,16 @@ def release(tensor: torch.Tensor) -> bool:
     return _LIBC.madvise(first, end - first, _MADV_DONTNEED) == 0
 
 
+def trim() -> None:
+    """Return the C heap's free memory to the OS (glibc's malloc_trim); a no-op elsewhere.
+
+    Weights freed after a conversion (fp32 layer weights replaced by bf16) leave
+    their space in glibc's heap, still counted as resident, until trimmed.
+    """
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
+
+
 def _is_file_mapping(first: int, end: int) -> bool:
     """True if [first, end) lies inside one mapping of a regular file (not anonymous, not a device)."""
     try:

@@ -73,3 +73,19 @@ def test_cli_extracts_files_and_stdin_as_jsonl(tmp_path):
     out = _cli("extract", "--schema", "receipt", "-", stdin=(EXAMPLES / "receipt.txt").read_text())
     assert out.returncode == 0, out.stderr
     Receipt.model_validate(json.loads(out.stdout))
+
+
+def test_cached_base_tokenizer_equals_transformers_own_load():
+    # _model loads the cached base's tokenizer.json directly (~1 s, not ~3 s): it must be the same tokenizer.
+    from transformers import AutoTokenizer
+
+    from extractkit._model import checkpoint_path, load_tokenizer
+
+    path = checkpoint_path(None)
+    ours, theirs = load_tokenizer(path), AutoTokenizer.from_pretrained(str(path))
+    assert json.loads(ours.backend_tokenizer.to_str()) == json.loads(theirs.backend_tokenizer.to_str())
+    assert ours.all_special_ids == theirs.all_special_ids and ours.get_added_vocab() == theirs.get_added_vocab()
+    assert (ours.bos_token_id, ours.eos_token_id, ours.pad_token_id, ours.padding_side) == \
+        (theirs.bos_token_id, theirs.eos_token_id, theirs.pad_token_id, theirs.padding_side)
+    for text in ["Total: 1 342,10 €\n\nDate 5/3/2024", "<start_of_turn>user\nhi", " lead", ""]:
+        assert ours(text)["input_ids"] == theirs(text)["input_ids"]

@@ -8,8 +8,6 @@ from functools import lru_cache
 from typing import Any
 
 import llguidance
-import llguidance.hf
-import llguidance.torch
 
 
 @dataclass
@@ -17,7 +15,13 @@ class _Matcher:
     inner: llguidance.LLMatcher
 
     def fill(self, bitmask, row: int) -> None:
-        llguidance.torch.fill_next_token_bitmask(self.inner, bitmask, row)
+        # What llguidance.torch.fill_next_token_bitmask does; importing that module costs
+        # ~1.8 s of cold start (it decorates a kernel with torch.compile, pulling in dynamo).
+        v = bitmask[row]
+        int32 = not bitmask.dtype.is_floating_point and bitmask.dtype.itemsize == 4
+        if not (int32 and bitmask.is_cpu and v.is_contiguous()):
+            raise ValueError("the bitmask must be a contiguous int32 CPU tensor")
+        self.inner.unsafe_compute_mask_ptr(v.data_ptr(), v.numel() * 4)
 
     def advance(self, token_id: int) -> None:
         if not self.inner.consume_token(token_id):
@@ -48,16 +52,18 @@ class LLGuidanceEngine:
             # llguidance's own route (the tokenizer JSON) builds a second Rust copy of
             # the tokenizer: ~335 MB and ~2.5 s for Gemma's 262k vocabulary. Handing it
             # each token's bytes and our tokenizer as the encoder gives the same tables
-            # (tests/test_grammars.py compares them) for ~1 MB.
-            self.tokenizer = llguidance.LLTokenizer(llguidance.TokenizerWrapper(_Encoder(backend, tokens, hf_tokenizer)),
-                                                    n_vocab=vocab_size, eos_token=self.eos_token_id)
+            # (tests/test_memory.py compares them, on Gemma too) for ~1 MB.
+            wrapper = llguidance.TokenizerWrapper(_Encoder(backend, tokens, hf_tokenizer))
+            self.tokenizer = llguidance.LLTokenizer(wrapper, n_vocab=vocab_size, eos_token=self.eos_token_id)
         elif backend is not None and backend.padding is None and backend.truncation is None:
             # What llguidance.hf.from_tokenizer does, minus its defensive copy of the
             # Rust tokenizer (to clear padding/truncation, which are unset here).
             self.tokenizer = llguidance.LLTokenizer(backend.to_str(), n_vocab=vocab_size,
                                                     eos_token=self.eos_token_id)
         else:
-            self.tokenizer = llguidance.hf.from_tokenizer(hf_tokenizer, n_vocab=vocab_size)
+            from llguidance.hf import from_tokenizer
+
+            self.tokenizer = from_tokenizer(hf_tokenizer, n_vocab=vocab_size)
 
     def compile(self, regex: str) -> _Compiled:
         grammar = llguidance.LLMatcher.grammar_from_regex(regex)

@@ -19,8 +19,9 @@ invoices): a model that invents a line item when the document has none, puts a
 lone price in `quantity` when the quantity is missing, or drops a thousands
 group ("1 342,10" -> 342.1). It oversamples documents with those traits (empty
 lists, missing values inside list items, amounts of 1,000 or more) and gives
-more documents to the weaker built-ins.
-The final adapter is `OUT/stage5`; `--install` copies it into the package.
+more documents to the weaker built-ins. Stage 6 is a short pass at half the
+rate that replays more SROIE receipts (stage 5 had cost SROIE dev 1.4 points).
+The final adapter is `OUT/stage6`; `--install` copies it into the package.
 """
 
 from __future__ import annotations
@@ -63,7 +64,13 @@ STAGE5 = replace(STAGE1, learning_rate=1e-4, warmup_steps=3)
 STAGE5_PER_BUILTIN = {"invoice": 260, "receipt": 220, "contact": 170, "job_posting": 140, "event": 90}
 STAGE5_MIX = {"generated_schemas": 20, "per_generated": 5, "sroie_replay": 100}
 HARD_SHARE = 0.5
-FINAL = "stage5"
+# Stage 6: stage 5 lifted the synthetic built-ins to 94.9 % but SROIE dev fell from 91.3 to
+# 89.9 % and event from 96.2 to 94.2 %: a short pass at half the rate, replaying more SROIE
+# receipts, with fewer built-in documents (still half hard cases).
+STAGE6 = replace(STAGE1, learning_rate=5e-5, warmup_steps=3)
+STAGE6_PER_BUILTIN = {"invoice": 100, "receipt": 80, "event": 80, "contact": 60, "job_posting": 40}
+STAGE6_MIX = {"generated_schemas": 10, "per_generated": 5, "sroie_replay": 160}
+FINAL = "stage6"
 
 
 def sroie_train() -> list[tuple]:
@@ -124,19 +131,29 @@ def with_hard_cases(schema, n: int, seed: int) -> list[Example]:
     return chosen
 
 
-def stage5_data(seed: int = 4) -> list[tuple]:
+def targeted_data(seed: int, per_builtin: dict[str, int], generated_schemas: int, per_generated: int,
+                  sroie_replay: int) -> list[tuple]:
+    """Like `mixed_data`, with a count per built-in and half of each drawn from the hard cases."""
     from .._synth import random_schemas, synthesize
 
     pairs: list[tuple] = []
-    for name, n in STAGE5_PER_BUILTIN.items():
+    for name, n in per_builtin.items():
         schema = load_schema(name)
         pairs += [(schema, ex) for ex in with_hard_cases(schema, n, seed)]
-    for i, js in enumerate(random_schemas(STAGE5_MIX["generated_schemas"], seed=seed)):
+    for i, js in enumerate(random_schemas(generated_schemas, seed=seed)):
         schema = as_output_schema(js)
-        pairs += [(schema, ex) for ex in synthesize(schema, STAGE5_MIX["per_generated"], seed=seed + i)]
+        pairs += [(schema, ex) for ex in synthesize(schema, per_generated, seed=seed + i)]
     replay = sroie_train()
     random.Random(seed).shuffle(replay)
-    return pairs + replay[: STAGE5_MIX["sroie_replay"]]
+    return pairs + replay[:sroie_replay]
+
+
+def stage5_data(seed: int = 4) -> list[tuple]:
+    return targeted_data(seed, STAGE5_PER_BUILTIN, **STAGE5_MIX)
+
+
+def stage6_data(seed: int = 5) -> list[tuple]:
+    return targeted_data(seed, STAGE6_PER_BUILTIN, **STAGE6_MIX)
 
 
 def stage2_data(seed: int = 1) -> list[tuple]:
@@ -171,7 +188,7 @@ def run_stage(name: str, data: list[tuple], config: TrainConfig, out: Path, *, i
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--stage", choices=["1", "2", "3", "4", "5", "all"], default="all")
+    parser.add_argument("--stage", choices=["1", "2", "3", "4", "5", "6", "all"], default="all")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--install", action="store_true", help="copy the final adapter into the package")
     args = parser.parse_args(argv)
@@ -185,6 +202,8 @@ def main(argv: list[str] | None = None) -> None:
         run_stage("stage4", stage4_data(), STAGE4, args.out, init=args.out / "stage3", resume=args.resume)
     if args.stage in ("5", "all"):
         run_stage("stage5", stage5_data(), STAGE5, args.out, init=args.out / "stage4", resume=args.resume)
+    if args.stage in ("6", "all"):
+        run_stage("stage6", stage6_data(), STAGE6, args.out, init=args.out / "stage5", resume=args.resume)
     if args.install:
         from extractkit._model import BUNDLED_ADAPTER
 
