@@ -42,6 +42,7 @@ from ._pages import release
 
 SMALL = 4096    # at most this many allowed tokens: gather their head rows instead of the full matmul
 SCREEN = 32     # candidates the bf16 screen hands to the exact fp32 rescoring
+_RELEASE_EVERY = 16  # picks between handing a memory-mapped head's pages back (a few ms each)
 _SLICE = 16384  # head rows per slice when the whole fp32 head must be read (10 MB of hidden 640)
 _PRODUCT = 2.0 ** -7 * 1.1   # bf16 rounding of both factors, plus fp32 accumulation slack
 _OUTPUT = 2.0 ** -8 * 1.01   # bf16 rounding of the screened sum
@@ -59,20 +60,27 @@ class Head:
         self.screen = screen if weight.dtype == torch.float32 else "off"
         self._bf16: torch.Tensor | None = None
         self._max_norm = 0.0
+        self._reads = 0  # picks since the head's pages were last handed back
         self.stats = {"screened": 0, "fallback": 0, "full": 0, "small": 0, "forced": 0}
 
     # ------------------------------------------------------------ the one entry point
     def pick(self, hidden: torch.Tensor, allowed: Sequence[torch.Tensor]) -> list[int]:
         """Greedy token for each row of `hidden` [n, hidden] among its ascending `allowed` ids."""
         picks: list[int] = [self.eos] * len(allowed)  # no allowed token: a dead state the matcher reports
+        self._reads += 1
+        if self._reads >= _RELEASE_EVERY and self.screen == "on":
+            # Rescored candidates and embedding lookups read scattered rows of a memory-mapped
+            # fp32 head, and the kernel maps a whole large folio (up to 2 MB) per fault: left
+            # alone, most of the head would be resident again after a few documents.
+            release(self.weight)
+            self._reads = 0
         wide = []
         for r, ids in enumerate(allowed):
             if ids.numel() == 1:
                 picks[r] = int(ids[0])
                 self.stats["forced"] += 1
             elif 1 < ids.numel() <= self.small:
-                rows = self.weight.index_select(0, ids.to(self.weight.device))
-                picks[r] = int(ids[int(torch.argmax(rows @ hidden[r]))])
+                picks[r] = self._pick_small(hidden[r], ids)
                 self.stats["small"] += 1
             elif ids.numel() > self.small:
                 wide.append(r)
@@ -90,12 +98,31 @@ class Head:
             self.stats["full"] += len(allowed)
             return [_argmax(logits[r], ids) for r, ids in enumerate(allowed)]
         screened = torch.nn.functional.linear(hidden.to(torch.bfloat16), self._screen_weight()).float()
-        return [self._rescore(screened[r], hidden[r], ids) for r, ids in enumerate(allowed)]
+        return [self._rescore(screened[r][ids.to(screened.device)], hidden[r], ids,
+                              lambda h=hidden[r], ids=ids: _argmax(self._full_logits(h), ids))
+                for r, ids in enumerate(allowed)]
 
-    def _rescore(self, screened: torch.Tensor, hidden: torch.Tensor, ids: torch.Tensor) -> int:
-        """The fp32 argmax, from the bf16 screen plus a proof; full fp32 when the proof fails."""
-        device_ids = ids.to(screened.device)
-        top = torch.topk(screened[device_ids], min(SCREEN + 1, len(ids)))
+    # ------------------------------------------------------------ a few allowed
+    def _pick_small(self, hidden: torch.Tensor, ids: torch.Tensor) -> int:
+        """Gather the allowed rows. Once the screen is on, gather them in bf16 and rescore the
+        best in fp32 (same proof): a memory-mapped fp32 head then stays paged out."""
+        device_ids = ids.to(self.weight.device)
+
+        def exact() -> int:
+            rows = self.weight.index_select(0, device_ids)
+            return int(ids[int(torch.argmax(rows @ hidden))])
+
+        if self.screen != "on" or len(ids) <= SCREEN:
+            return exact()
+        rows = self._screen_weight().index_select(0, device_ids)
+        values = torch.nn.functional.linear(hidden.to(torch.bfloat16)[None], rows)[0].float()
+        return self._rescore(values, hidden, ids, exact)
+
+    def _rescore(self, values: torch.Tensor, hidden: torch.Tensor, ids: torch.Tensor, fallback) -> int:
+        """The fp32 argmax among `ids`, from their bf16 screen `values` plus a proof;
+        `fallback()` (an exact fp32 pick) when the proof fails."""
+        device_ids = ids.to(values.device)
+        top = torch.topk(values, min(SCREEN + 1, len(ids)))
         candidates = device_ids[top.indices[:SCREEN]]
         exact = self.weight.index_select(0, candidates) @ hidden
         best = exact.max()
@@ -109,7 +136,7 @@ class Head:
             self.stats["screened"] += 1
             return winner
         self.stats["fallback"] += 1
-        return _argmax(self._full_logits(hidden), ids)
+        return fallback()
 
     def _full_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """fp32 logits of one row, a slice of the head at a time, each slice's pages released after."""

@@ -21,13 +21,11 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
-import struct
 import sys
 
 import torch
 
 _PAGE = mmap.PAGESIZE
-_PRESENT = 1 << 63
 _FILE_OR_SHARED = 1 << 61  # clear on a present page that is private anonymous memory (e.g. copied on write)
 _MADV_DONTNEED = 4
 
@@ -66,9 +64,12 @@ def resident_pages(tensor: torch.Tensor) -> tuple[int, int]:
             raw = f.read(count * 8)
     except OSError:
         return 0, 0
-    entries = struct.unpack(f"<{len(raw) // 8}Q", raw)
-    present = [e for e in entries if e & _PRESENT]
-    return len(present), sum(1 for e in present if not e & _FILE_OR_SHARED)
+    if not raw:
+        return 0, 0
+    entries = torch.frombuffer(bytearray(raw), dtype=torch.int64)  # bit 63 is the sign bit here
+    present = entries < 0
+    anonymous = present & ((entries & _FILE_OR_SHARED) == 0)
+    return int(present.sum()), int(anonymous.sum())
 
 
 def release(tensor: torch.Tensor) -> bool:

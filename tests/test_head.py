@@ -56,6 +56,9 @@ def test_near_ties_the_screen_cannot_settle_are_scored_in_full(weight):
     pick = head.pick(hidden[None], [torch.arange(VOCAB)])[0]
     assert pick == reference(tied, hidden, torch.arange(VOCAB)) == 100 + 2 * SCREEN - 1
     assert head.stats["fallback"] == 1
+    few = torch.arange(90, 300)  # a small allowed set is screened too once the screen is on
+    assert head.pick(hidden[None], [few])[0] == reference(tied, hidden, few) == 100 + 2 * SCREEN - 1
+    assert head.stats["fallback"] == 2
 
 
 def test_ties_go_to_the_lowest_id_like_argmax(weight):
