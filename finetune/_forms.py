@@ -7,10 +7,15 @@ needs amounts; a signature needs a person with contact details).
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from typing import Callable
 
 from ._render import Field, Renderer, ocr_noise
+
+# Fixed bounds, not Faker's "-3y" (relative to today): an example must read the same
+# whenever it is regenerated from its seed.
+_MAIL_DATES = (dt.datetime(2021, 1, 1), dt.datetime(2025, 12, 31))
 
 _FOOTERS = ["Thank you for your business!", "Page 1 of 1", "Please keep this document for your records.",
             "This is a computer-generated document; no signature is required.",
@@ -121,7 +126,7 @@ def email(r: Renderer) -> str:
     if "email" not in r.blocked:
         headers.append(f"To: {fk.email()}")
     if "date" not in r.blocked and rng.random() < 0.6:
-        headers.append("Sent: " + fk.date_time_between("-3y").strftime("%a, %d %b %Y %H:%M"))
+        headers.append("Sent: " + fk.date_time_between(*_MAIL_DATES).strftime("%a, %d %b %Y %H:%M"))
     headers.append("Subject: " + rng.choice(["", "Re: ", "Fwd: ", "FW: "]) +
                    rng.choice([r.title, f"{r.title} - details", f"Your {r.title.lower()}", "Info as requested"]))
     greeting = rng.choice(["Hi,", "Hello,", "Dear Sir or Madam,", f"Hi {fk.first_name()},", "Good morning,"])
@@ -132,7 +137,7 @@ def email(r: Renderer) -> str:
         sig.append(rng.choice(["Tel: ", "M: ", "Direct: "]) + fk.phone_number())
     quoted = []
     if not {"person", "date"} & r.blocked and rng.random() < 0.4:
-        when = fk.date_time_between("-3y").strftime("%a, %d %b %Y at %H:%M")
+        when = fk.date_time_between(*_MAIL_DATES).strftime("%a, %d %b %Y at %H:%M")
         quoted = ["", f"On {when}, {fk.name()} wrote:", "> " + rng.choice(
             ["Could you send me the details when you have a moment?", "Hi, any update on this?",
              "Please share the information we discussed.", "Thanks - waiting for your reply."])]

@@ -83,13 +83,21 @@ def mixed_data(seed: int, per_builtin: int, generated_schemas: int, per_generate
     """Synthetic built-ins + synthetic generated schemas + a replay of SROIE receipts.
 
     Seeds below 10000 only: the held-out synthetic sets use seed 10000."""
-    from .._synth import random_schemas, synthesize
+    from .._synth import synthesize
 
     pairs: list[tuple] = []
     for name in BUILTINS:
         schema = load_schema(name)
         pairs += [(schema, ex) for ex in synthesize(schema, per_builtin, seed=seed)]
-    # A new seed draws new generated schemas too, so stage 3 sees schemas stage 2 did not.
+    return pairs + generated_and_replay(seed, generated_schemas, per_generated, sroie_replay)
+
+
+def generated_and_replay(seed: int, generated_schemas: int, per_generated: int, sroie_replay: int) -> list[tuple]:
+    """Documents of freshly generated schemas, then a shuffled replay of SROIE training receipts."""
+    from .._synth import random_schemas, synthesize
+
+    pairs: list[tuple] = []
+    # A new seed draws new generated schemas too, so each stage sees schemas the last did not.
     for i, js in enumerate(random_schemas(generated_schemas, seed=seed)):
         schema = as_output_schema(js)
         pairs += [(schema, ex) for ex in synthesize(schema, per_generated, seed=seed + i)]
@@ -134,18 +142,11 @@ def with_hard_cases(schema, n: int, seed: int) -> list[Example]:
 def targeted_data(seed: int, per_builtin: dict[str, int], generated_schemas: int, per_generated: int,
                   sroie_replay: int) -> list[tuple]:
     """Like `mixed_data`, with a count per built-in and half of each drawn from the hard cases."""
-    from .._synth import random_schemas, synthesize
-
     pairs: list[tuple] = []
     for name, n in per_builtin.items():
         schema = load_schema(name)
         pairs += [(schema, ex) for ex in with_hard_cases(schema, n, seed)]
-    for i, js in enumerate(random_schemas(generated_schemas, seed=seed)):
-        schema = as_output_schema(js)
-        pairs += [(schema, ex) for ex in synthesize(schema, per_generated, seed=seed + i)]
-    replay = sroie_train()
-    random.Random(seed).shuffle(replay)
-    return pairs + replay[:sroie_replay]
+    return pairs + generated_and_replay(seed, generated_schemas, per_generated, sroie_replay)
 
 
 def stage5_data(seed: int = 4) -> list[tuple]:
