@@ -38,7 +38,7 @@ from typing import Sequence
 
 import torch
 
-from ._pages import release
+from ._pages import is_file_backed, release
 
 SMALL = 4096    # at most this many allowed tokens: gather their head rows instead of the full matmul
 SCREEN = 32     # candidates the bf16 screen hands to the exact fp32 rescoring
@@ -60,20 +60,22 @@ class Head:
         self.screen = screen if weight.dtype == torch.float32 else "off"
         self._bf16: torch.Tensor | None = None
         self._max_norm = 0.0
-        self._reads = 0  # picks since the head's pages were last handed back
+        # Only a memory-mapped head has pages to hand back; an in-memory one is never scanned.
+        self._mapped = is_file_backed(weight)
+        self._picks = 0  # picks since the head's pages were last handed back
         self.stats = {"screened": 0, "fallback": 0, "full": 0, "small": 0, "forced": 0}
 
     # ------------------------------------------------------------ the one entry point
     def pick(self, hidden: torch.Tensor, allowed: Sequence[torch.Tensor]) -> list[int]:
         """Greedy token for each row of `hidden` [n, hidden] among its ascending `allowed` ids."""
         picks: list[int] = [self.eos] * len(allowed)  # no allowed token: a dead state the matcher reports
-        self._reads += 1
-        if self._reads >= _RELEASE_EVERY and self.screen == "on":
+        self._picks += 1
+        if self._mapped and self._picks >= _RELEASE_EVERY and self.screen == "on":
             # Rescored candidates and embedding lookups read scattered rows of a memory-mapped
             # fp32 head, and the kernel maps a whole large folio (up to 2 MB) per fault: left
             # alone, most of the head would be resident again after a few documents.
             release(self.weight)
-            self._reads = 0
+            self._picks = 0
         wide = []
         for r, ids in enumerate(allowed):
             if ids.numel() == 1:

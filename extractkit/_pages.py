@@ -100,6 +100,12 @@ def trim() -> None:
         _LIBC.malloc_trim(0)
 
 
+def is_file_backed(tensor: torch.Tensor) -> bool:
+    """True if `tensor`'s memory lies in a private mapping of a regular file (what `release` can drop)."""
+    first, end = _span(tensor)
+    return tensor.device.type == "cpu" and _LIBC is not None and end > first and _is_file_mapping(first, end)
+
+
 def _is_file_mapping(first: int, end: int) -> bool:
     """True if [first, end) lies inside one mapping of a regular file (not anonymous, not a device)."""
     try:

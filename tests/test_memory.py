@@ -107,3 +107,9 @@ def test_llguidance_tables_equal_the_json_route_on_gemma(real_extractor):
     vocab = real_extractor.backend.vocab_size
     ours, reference = llguidance_tables(tokenizer, vocab)
     assert_same_tables(ours, reference, vocab, TEXTS)
+
+
+@linux
+def test_only_a_file_backed_head_is_scanned_for_pages(tmp_path):
+    assert Head(file_backed(tmp_path, 4096, 64), eos=0)._mapped
+    assert not Head(torch.randn(4096, 64), eos=0)._mapped
