@@ -34,6 +34,7 @@ from ._constraint import CompiledGrammar, Matcher, new_bitmask, unpack_bitmask
 from ._decode import Generation
 from ._gemma import GemmaRunner, KVCache
 from ._head import SMALL, Head
+from ._pages import trim
 
 PREFIXES = 8        # prefix caches kept (one per schema in use)
 
@@ -173,6 +174,8 @@ class FastDecoder:
             self._step(cache, rows, max_new_tokens)  # type: ignore[arg-type]
             self.stats["steps"] += 1
             self._finish(rows, results, max_new_tokens)
+        del cache
+        trim()  # the batch's KV cache is heap memory now free: give it back between calls
         self.stats["decode_s"] += time.perf_counter() - began
         return results  # type: ignore[return-value]
 

@@ -42,7 +42,9 @@ from ._pages import is_file_backed, release
 
 SMALL = 4096    # at most this many allowed tokens: gather their head rows instead of the full matmul
 SCREEN = 32     # candidates the bf16 screen hands to the exact fp32 rescoring
-_RELEASE_EVERY = 16  # picks between handing a memory-mapped head's pages back (a few ms each)
+# fp32 head rows read (rescoring, exact small picks) between handing a memory-mapped head's
+# pages back (~2 ms each). Counted in rows, not picks: at batch 16 one pick reads ~500 rows.
+_RELEASE_ROWS = 256
 _SLICE = 16384  # head rows per slice when the whole fp32 head must be read (10 MB of hidden 640)
 _PRODUCT = 2.0 ** -7 * 1.1   # bf16 rounding of both factors, plus fp32 accumulation slack
 _OUTPUT = 2.0 ** -8 * 1.01   # bf16 rounding of the screened sum
@@ -62,20 +64,19 @@ class Head:
         self._max_norm = 0.0
         # Only a memory-mapped head has pages to hand back; an in-memory one is never scanned.
         self._mapped = is_file_backed(weight)
-        self._picks = 0  # picks since the head's pages were last handed back
+        self._touched = 0  # fp32 rows read since the head's pages were last handed back
         self.stats = {"screened": 0, "fallback": 0, "full": 0, "small": 0, "forced": 0}
 
     # ------------------------------------------------------------ the one entry point
     def pick(self, hidden: torch.Tensor, allowed: Sequence[torch.Tensor]) -> list[int]:
         """Greedy token for each row of `hidden` [n, hidden] among its ascending `allowed` ids."""
         picks: list[int] = [self.eos] * len(allowed)  # no allowed token: a dead state the matcher reports
-        self._picks += 1
-        if self._mapped and self._picks >= _RELEASE_EVERY and self.screen == "on":
+        if self._mapped and self._touched >= _RELEASE_ROWS and self.screen == "on":
             # Rescored candidates and embedding lookups read scattered rows of a memory-mapped
             # fp32 head, and the kernel maps a whole large folio (up to 2 MB) per fault: left
             # alone, most of the head would be resident again after a few documents.
             release(self.weight)
-            self._picks = 0
+            self._touched = 0
         wide = []
         for r, ids in enumerate(allowed):
             if ids.numel() == 1:
@@ -111,6 +112,7 @@ class Head:
         device_ids = ids.to(self.weight.device)
 
         def exact() -> int:
+            self._touched += len(device_ids)
             rows = self.weight.index_select(0, device_ids)
             return int(ids[int(torch.argmax(rows @ hidden))])
 
@@ -126,6 +128,7 @@ class Head:
         device_ids = ids.to(values.device)
         top = torch.topk(values, min(SCREEN + 1, len(ids)))
         candidates = device_ids[top.indices[:SCREEN]]
+        self._touched += len(candidates)
         exact = self.weight.index_select(0, candidates) @ hidden
         best = exact.max()
         # Ties go to the lowest id, as argmax over the full logits would.

@@ -164,13 +164,20 @@ def _quiet_transformers():
 def load_tokenizer(path: Path) -> Any:
     from transformers import AutoTokenizer
 
+    from ._pages import trim
+
     with _quiet_transformers():
         try:
             if (path / _DONE_MARK).exists():
-                return _cached_base_tokenizer(path)
-            return AutoTokenizer.from_pretrained(str(path))
+                tokenizer = _cached_base_tokenizer(path)
+            else:
+                tokenizer = AutoTokenizer.from_pretrained(str(path))
         except Exception as exc:
             raise ModelLoadError(f"cannot load the tokenizer at {path}: {exc}") from exc
+    # Parsing Gemma's 33 MB tokenizer.json leaves ~200 MB of freed parse buffers in the C
+    # heap, resident until trimmed (measured: 322 -> 127 MB for the Rust tokenizer alone).
+    trim()
+    return tokenizer
 
 
 def _cached_base_tokenizer(path: Path) -> Any:

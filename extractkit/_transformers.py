@@ -73,6 +73,9 @@ class TransformersBackend:
             tables = pool.submit(load_engine, engine, tokenizer, vocab_size)
             hf_model = load_weights(path, adapter=adapter, device=device, dtype=dtype)
             built = tables.result()
+        from ._pages import trim
+
+        trim()  # what building the tables and merging the adapter freed, back to the OS
         name = f"transformers:{path.name}" + (f"+{Path(adapter).name}" if adapter else "")
         return cls(hf_model, tokenizer, engine=built, name=name, decoder=decoder, numerics=numerics,
                    owns_model=True)

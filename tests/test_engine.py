@@ -120,3 +120,18 @@ def test_unknown_decoder_is_a_usage_error(tiny_parts):
 
     with pytest.raises(UsageError, match="decoder"):
         TransformersBackend(*tiny_parts, decoder="turbo")
+
+
+def test_cache_keep_compacts_rows_in_place():
+    # Finished rows leave the batch: the kept rows move to the front of the same storage.
+    from extractkit._gemma import KVCache
+
+    cache = KVCache(2, 4, 3, 1, 2, torch.float32, torch.device("cpu"))
+    for t in cache.k + cache.v:
+        t.copy_(torch.arange(4.0)[:, None, None, None].expand_as(t))
+    storage = cache.k[0].data_ptr()
+    cache.keep([1, 3])
+    assert cache.rows == 2 and cache.k[0].data_ptr() == storage
+    assert all(t[:, 0, 0, 0].tolist() == [1.0, 3.0] for t in cache.k + cache.v)
+    with pytest.raises(ValueError, match="ascending"):
+        cache.keep([1, 0])
