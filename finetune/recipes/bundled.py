@@ -21,7 +21,11 @@ group ("1 342,10" -> 342.1). It oversamples documents with those traits (empty
 lists, missing values inside list items, amounts of 1,000 or more) and gives
 more documents to the weaker built-ins. Stage 6 is a short pass at half the
 rate that replays more SROIE receipts (stage 5 had cost SROIE dev 1.4 points).
-The final adapter is `OUT/stage6`; `--install` copies it into the package.
+Stage 7 is another short pass at that rate aimed at stage 6's held-out misses:
+job postings whose salary currency stands as a bare value ("..., SEK, /month":
+4 of 30 left null), contact e-mails spelled initial + surname (the initial
+dropped), invoice subtotals and lists; more documents for those built-ins.
+The final adapter is `OUT/stage7`; `--install` copies it into the package.
 """
 
 from __future__ import annotations
@@ -70,7 +74,14 @@ HARD_SHARE = 0.5
 STAGE6 = replace(STAGE1, learning_rate=5e-5, warmup_steps=3)
 STAGE6_PER_BUILTIN = {"invoice": 100, "receipt": 80, "event": 80, "contact": 60, "job_posting": 40}
 STAGE6_MIX = {"generated_schemas": 10, "per_generated": 5, "sroie_replay": 160}
-FINAL = "stage6"
+# Stage 7: stage 6 left 57 of 1,110 held-out synthetic fields wrong: invoice 23 (lists 10,
+# subtotal 5, buyer 4), contact 10 (e-mail 5), event 9, receipt 9 (lists 7), job posting 6
+# (salary currency 4). Same rate as stage 6, counts follow the misses, SROIE replay kept
+# at 160 (stage 5 showed SROIE dev falls without it).
+STAGE7 = replace(STAGE1, learning_rate=5e-5, warmup_steps=3)
+STAGE7_PER_BUILTIN = {"invoice": 130, "job_posting": 100, "contact": 100, "receipt": 80, "event": 60}
+STAGE7_MIX = {"generated_schemas": 10, "per_generated": 5, "sroie_replay": 160}
+FINAL = "stage7"
 
 
 def sroie_train() -> list[tuple]:
@@ -157,6 +168,10 @@ def stage6_data(seed: int = 5) -> list[tuple]:
     return targeted_data(seed, STAGE6_PER_BUILTIN, **STAGE6_MIX)
 
 
+def stage7_data(seed: int = 6) -> list[tuple]:
+    return targeted_data(seed, STAGE7_PER_BUILTIN, **STAGE7_MIX)
+
+
 def stage2_data(seed: int = 1) -> list[tuple]:
     return mixed_data(seed, PER_BUILTIN, GENERATED_SCHEMAS, PER_GENERATED, SROIE_REPLAY)
 
@@ -189,7 +204,7 @@ def run_stage(name: str, data: list[tuple], config: TrainConfig, out: Path, *, i
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--stage", choices=["1", "2", "3", "4", "5", "6", "all"], default="all")
+    parser.add_argument("--stage", choices=["1", "2", "3", "4", "5", "6", "7", "all"], default="all")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--install", action="store_true", help="copy the final adapter into the package")
     args = parser.parse_args(argv)
@@ -205,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
         run_stage("stage5", stage5_data(), STAGE5, args.out, init=args.out / "stage4", resume=args.resume)
     if args.stage in ("6", "all"):
         run_stage("stage6", stage6_data(), STAGE6, args.out, init=args.out / "stage5", resume=args.resume)
+    if args.stage in ("7", "all"):
+        run_stage("stage7", stage7_data(), STAGE7, args.out, init=args.out / "stage6", resume=args.resume)
     if args.install:
         from extractkit._model import BUNDLED_ADAPTER
 

@@ -72,7 +72,18 @@ def run(model: str, out: Path, only: list[str] | None, batch_size: int, numerics
         # fp32 is the exact reference; other numerics get their own report files.
         stem = f"{Path(model).name}{'' if numerics == 'fp32' else '@' + numerics}--{name.replace('/', '--')}"
         (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+        if model != "base" and numerics == "fp32":
+            record_eval(model, name, report)
         print(f"== {model} on {name}\n{format_report(report)}\n", flush=True)
+
+
+def record_eval(model: str, name: str, report: dict) -> None:
+    """The set's headline numbers in the adapter's own manifest (the full report stays in --out)."""
+    from extractkit._manifest import add_eval
+    from extractkit._model import BUNDLED_ADAPTER
+
+    keys = ("documents", "micro_accuracy", "macro_accuracy", "valid_rate", "docs_per_s")
+    add_eval(BUNDLED_ADAPTER if model == "bundled" else Path(model), name, {k: report[k] for k in keys})
 
 
 def table(out: Path) -> str:
