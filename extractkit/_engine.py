@@ -93,24 +93,37 @@ class FastDecoder:
         self.stats["grammar_s"] += spent
 
     # ------------------------------------------------------------ one sequence's step
-    def _accept(self, seq: _Seq, hidden: torch.Tensor, max_new: int, first: int) -> None:
-        """Walk the fed tokens' outputs: keep draft tokens greedy agrees with, pick the next token.
+    def _accept(self, seqs: list[_Seq], hidden: list[torch.Tensor], firsts: list[int], max_new: int) -> None:
+        """Walk the fed tokens' outputs: keep draft tokens greedy agrees with, pick each next token.
 
-        hidden[j] is the model's output after feed[j]; feed[0] was chosen (and
-        given to the matcher) earlier, feed[1:] is the draft. `first` is the
-        greedy pick for hidden[0] (the caller batches those across rows).
+        hidden[r][j] is row r's output after feed[j]; feed[0] was chosen (and
+        given to the matcher) earlier, feed[1:] is the draft; firsts[r] is the
+        greedy pick for hidden[r][0]. Rows advance level by level, so the picks
+        at draft position j of every row still verifying share one pass over
+        the head instead of one pass per row.
         """
-        draft = seq.feed[1:]
-        seq.length += 1
-        for j in range(len(draft) + 1):
-            token = first if j == 0 else self.head.pick(hidden[j : j + 1], [self._allowed(seq.matcher)])[0]
-            if not self._take(seq, token, max_new):
+        for seq in seqs:
+            seq.length += 1
+        live, picks, j = list(range(len(seqs))), firsts, 0
+        while True:
+            going = [r for r, token in zip(live, picks) if self._advance(seqs[r], token, j, max_new)]
+            if not going:
                 return
-            if j < len(draft) and token == draft[j]:
-                seq.length += 1          # its keys/values were computed in this pass
-                continue
-            seq.feed = [token] + self._draft(seq, max_new)
-            return
+            j += 1
+            picks = self.head.pick(torch.stack([hidden[r][j] for r in going]),
+                                   [self._allowed(seqs[r].matcher) for r in going])
+            live = going
+
+    def _advance(self, seq: _Seq, token: int, j: int, max_new: int) -> bool:
+        """Take the greedy pick at fed position j; True while it confirms the draft (verify j + 1)."""
+        if not self._take(seq, token, max_new):
+            return False
+        draft = seq.feed[1:]
+        if j < len(draft) and token == draft[j]:
+            seq.length += 1          # its keys/values were computed in this pass
+            return True
+        seq.feed = [token] + self._draft(seq, max_new)
+        return False
 
     def _take(self, seq: _Seq, token: int, max_new: int) -> bool:
         """Append a chosen token; False when the sequence is over."""
@@ -194,7 +207,7 @@ class FastDecoder:
         seq.length = len(ids) - 1  # _accept counts the last prompt token as fed
         seq.feed = [ids[-1]]
         first = self.head.pick(hidden[0, -1:], [self._allowed(seq.matcher)])[0]
-        self._accept(seq, hidden[0, -1:], max_new, first)
+        self._accept([seq], [hidden[0, -1:]], [first], max_new)
         return seq
 
     def _step(self, cache: KVCache, rows: list[_Seq], max_new: int) -> None:
@@ -207,8 +220,7 @@ class FastDecoder:
         hidden = self.runner.forward(cache, slice(0, len(rows)), tokens, start)
         # Every row's first position in one call: open-ended rows share one pass over the head.
         firsts = self.head.pick(hidden[:, 0], [self._allowed(s.matcher) for s in rows])
-        for r, s in enumerate(rows):
-            self._accept(s, hidden[r, : len(s.feed)], max_new, firsts[r])
+        self._accept(rows, [hidden[r, : len(s.feed)] for r, s in enumerate(rows)], firsts, max_new)
 
     def _finish(self, rows: list[_Seq | None], results: list[Generation | None], max_new: int) -> None:
         for r, s in enumerate(rows):

@@ -26,20 +26,31 @@ def supports(hf_model: Any) -> bool:
     return getattr(hf_model.config, "model_type", "") in ("gemma3_text", "gemma3")
 
 
-class KVCache:
-    """Keys and values of `rows` sequences, `[rows, kv_heads, length, head_dim]` per layer.
+RING_ROOM = 32  # positions a ring row holds beyond the window: the widest pass attended in place
 
-    Row r holds positions 0..len-1 of its sequence; anything past a row's
-    length is stale and never attended to (the causal mask stops at the
-    query's own position), so rows can be reused without clearing them.
+
+class KVCache:
+    """Keys and values of `rows` sequences, `[rows, kv_heads, slots, head_dim]` per layer.
+
+    A full-attention layer stores position p at slot p (it grows, up to
+    `limit`). A sliding-window layer never attends further back than `window`
+    positions, so where rows outgrow `window + RING_ROOM` it is a ring: p lives
+    at slot p % ring, and memory no longer grows with the document (15 of
+    Gemma 3 270M's 18 layers). Anything past a row's length is stale and never
+    attended to, so rows can be reused without clearing them.
     """
 
     def __init__(self, layers: int, rows: int, length: int, kv_heads: int, head_dim: int,
-                 dtype: torch.dtype, device: torch.device, limit: int | None = None):
-        shape = (rows, kv_heads, length, head_dim)
+                 dtype: torch.dtype, device: torch.device, limit: int | None = None,
+                 sliding: list[bool] | None = None, window: int | None = None):
         self.limit = limit  # growth stops here: no row can need more (the engine's prompt + budget)
-        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
-        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        capacity = window + RING_ROOM if window else None
+        longest = limit if limit is not None else length
+        # Per layer: the ring's size, or None for a position-indexed layer.
+        self.ring = [capacity if sliding and sliding[i] and capacity < longest else None for i in range(layers)]
+        self.k = [torch.zeros((rows, kv_heads, ring or length, head_dim), dtype=dtype, device=device)
+                  for ring in self.ring]
+        self.v = [torch.zeros_like(t) for t in self.k]
 
     @property
     def rows(self) -> int:
@@ -47,10 +58,17 @@ class KVCache:
 
     @property
     def length(self) -> int:
-        return self.k[0].shape[2]
+        """Positions a row can hold (the rings hold their last `ring` of them)."""
+        linear = [k.shape[2] for k, ring in zip(self.k, self.ring) if ring is None]
+        return linear[0] if linear else self.limit or 0
+
+    def slots(self, layer: int, positions: torch.Tensor) -> torch.Tensor:
+        ring = self.ring[layer]
+        return positions if ring is None else positions % ring
 
     def reserve(self, length: int) -> None:
-        """Grow every row to hold `length` positions (doubling, so growth is rare, up to `limit`)."""
+        """Grow every position-indexed layer to hold `length` positions (doubling, so growth
+        is rare, up to `limit`); rings never grow."""
         if length <= self.length:
             return
         new = max(length, 2 * self.length)
@@ -58,9 +76,10 @@ class KVCache:
             new = max(length, min(new, self.limit))
         for cache in (self.k, self.v):
             for i, old in enumerate(cache):
-                grown = old.new_zeros((old.shape[0], old.shape[1], new, old.shape[3]))
-                grown[:, :, : old.shape[2]] = old
-                cache[i] = grown
+                if self.ring[i] is None:
+                    grown = old.new_zeros((old.shape[0], old.shape[1], new, old.shape[3]))
+                    grown[:, :, : old.shape[2]] = old
+                    cache[i] = grown
         # The old tensors (~15 MB a layer at batch 16) were freed into glibc's heap, where
         # the larger grown ones cannot reuse them: hand those pages back to the OS.
         trim()
@@ -82,9 +101,12 @@ class KVCache:
 
     def copy_prefix(self, source: "KVCache", row: int, length: int) -> None:
         """Row `row` starts with the first `length` positions of `source`'s row 0."""
-        for dst, src in ((self.k, source.k), (self.v, source.v)):
-            for d, s in zip(dst, src):
-                d[row, :, :length] = s[0, :, :length]
+        for i in range(len(self.k)):
+            ring = self.ring[i]
+            positions = torch.arange(max(0, length - ring) if ring else 0, length, device=self.k[i].device)
+            dst, src = self.slots(i, positions), source.slots(i, positions)
+            self.k[i][row, :, dst] = source.k[i][0, :, src]
+            self.v[i][row, :, dst] = source.v[i][0, :, src]
 
 
 NUMERICS = ("auto", "fp32", "bf16")  # the decoder layers' matmuls; norms, attention and the residual stay fp32
@@ -166,7 +188,8 @@ class GemmaRunner:
     def new_cache(self, rows: int, length: int, limit: int | None = None) -> KVCache:
         c = self.config
         return KVCache(c.num_hidden_layers, rows, length, c.num_key_value_heads, c.head_dim,
-                       self.head.dtype, self.device, limit)
+                       self.head.dtype, self.device, limit,
+                       sliding=[kind == "sliding_attention" for kind in self.layer_types], window=self.window)
 
     def forward(self, cache: KVCache, rows: slice, tokens: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         """Feed `tokens` [B, K] to cache rows `rows` at positions start[b] + 0..K-1.
@@ -177,26 +200,29 @@ class GemmaRunner:
         key lands past that row's real length, where nothing attends to it.
         """
         batch, width = tokens.shape
-        pos = start[:, None] + torch.arange(width, device=tokens.device)          # [B, K]
+        device = tokens.device
+        pos = start[:, None] + torch.arange(width, device=device)                 # [B, K]
         span = int(pos.max()) + 1
         cache.reserve(span)
-        key_pos = torch.arange(span, device=tokens.device)
+        key_pos = torch.arange(span, device=device)
         causal = key_pos[None, None, :] <= pos[:, :, None]                        # [B, K, span]
-        # Sliding-window layers never look further back than `window` positions from the
-        # earliest query, so they read only that tail of the cache: (first key, mask).
+        # A position-indexed sliding layer reads only the tail it can see: from the earliest
+        # query's window on (first key, mask).
         low = max(0, int(pos.min()) - self.window + 1)
         sliding = causal & (pos[:, :, None] - key_pos < self.window)
-        masks = {"full_attention": (0, causal[:, None]), "sliding_attention": (low, sliding[:, None, :, low:])}
+        views = {"full_attention": _Linear(0, causal[:, None]),
+                 "sliding_attention": _Linear(low, sliding[:, None, :, low:])}
+        ring = next((r for r in cache.ring if r is not None), None)
+        if ring is not None:
+            views["ring"] = (_RingInPlace(pos, ring, self.window) if width <= ring - self.window
+                             else _RingGathered(pos, start, ring, self.window))
         x = self.body.embed_tokens(tokens)
         rope = {kind: self.body.rotary_emb(x, pos, kind) for kind in set(self.layer_types)}
-        # Where each new key/value goes: (row, kv head, position), broadcast to [B, K, kv_heads].
-        index = (torch.arange(rows.start, rows.start + batch, device=tokens.device)[:, None, None],
-                 torch.arange(self.config.num_key_value_heads, device=tokens.device)[None, None, :],
-                 pos[:, :, None])
+        row_ids = torch.arange(rows.start, rows.start + batch, device=device)
         for i, layer in enumerate(self.body.layers[: self.config.num_hidden_layers]):
             kind = self.layer_types[i]
-            h = self._attention(layer, layer.input_layernorm(x), cache, i, index, rope[kind],
-                                masks[kind], rows, span)
+            view = views["ring"] if cache.ring[i] is not None else views[kind]
+            h = self._attention(layer, layer.input_layernorm(x), cache, i, row_ids, pos, rope[kind], view, span)
             x = x + layer.post_attention_layernorm(h)
             h = self._mlp(layer.mlp, layer.pre_feedforward_layernorm(x))
             x = x + layer.post_feedforward_layernorm(h)
@@ -206,8 +232,8 @@ class GemmaRunner:
         gate = mlp.act_fn(self._linear(mlp.gate_proj, x))
         return self._linear(mlp.down_proj, gate * self._linear(mlp.up_proj, x))
 
-    def _attention(self, layer: Any, x: torch.Tensor, cache: KVCache, i: int, index: tuple, rope: tuple,
-                   mask: tuple[int, torch.Tensor], rows: slice, span: int) -> torch.Tensor:
+    def _attention(self, layer: Any, x: torch.Tensor, cache: KVCache, i: int, row_ids: torch.Tensor,
+                   pos: torch.Tensor, rope: tuple, view: Any, span: int) -> torch.Tensor:
         attn = layer.self_attn
         batch, width, _ = x.shape
         shape = (batch, width, -1, attn.head_dim)
@@ -215,11 +241,78 @@ class GemmaRunner:
         k = attn.k_norm(self._linear(attn.k_proj, x).view(shape).transpose(1, 2))
         v = self._linear(attn.v_proj, x).view(shape).transpose(1, 2)
         q, k = apply_rotary_pos_emb(q, k, *rope)
-        cache.k[i].index_put_(index, k.transpose(1, 2))  # [B, K, kv_heads, D] at (row, head, position)
-        cache.v[i].index_put_(index, v.transpose(1, 2))
-        low, mask = mask
-        out = _attend(q, cache.k[i][rows, :, low:span], cache.v[i][rows, :, low:span], mask, attn.scaling)
+        keys, values, mask = view.attend(cache, i, row_ids, pos, k, v, span)
+        out = _attend(q, keys, values, mask, attn.scaling)
         return self._linear(attn.o_proj, out.transpose(1, 2).reshape(batch, width, -1))
+
+
+def _write(cache: KVCache, i: int, row_ids: torch.Tensor, pos: torch.Tensor, k: torch.Tensor,
+           v: torch.Tensor) -> None:
+    """New keys/values k, v [B, kv_heads, K, D] into layer i at (row, head, slot of position)."""
+    heads = torch.arange(k.shape[1], device=k.device)
+    index = (row_ids[:, None, None], heads[None, None, :], cache.slots(i, pos)[:, :, None])
+    cache.k[i].index_put_(index, k.transpose(1, 2))  # [B, K, kv_heads, D] at (row, head, slot)
+    cache.v[i].index_put_(index, v.transpose(1, 2))
+
+
+class _Linear:
+    """A position-indexed layer: write the new keys, attend over slots [low, span) in order."""
+
+    def __init__(self, low: int, mask: torch.Tensor):
+        self.low, self.mask = low, mask
+
+    def attend(self, cache, i, row_ids, pos, k, v, span):
+        _write(cache, i, row_ids, pos, k, v)
+        rows = slice(int(row_ids[0]), int(row_ids[-1]) + 1)
+        return cache.k[i][rows, :, self.low:span], cache.v[i][rows, :, self.low:span], self.mask
+
+
+class _RingInPlace:
+    """A narrow pass (decode, fast-forward) on a ring: write, then attend over the whole ring.
+
+    Slot s of a row whose pass ends at position `end` holds the latest position
+    p = end - 1 - ((end - 1 - s) mod ring); the ring is `window + RING_ROOM`
+    and the pass at most RING_ROOM wide, so every position a query can see is
+    there, and a slot still holding a padded or rejected draft position from an
+    earlier pass maps to a p at least `window` back: masked. The keys are in
+    ring order, not position order - the same set, summed in another order.
+    """
+
+    def __init__(self, pos: torch.Tensor, ring: int, window: int):
+        end = pos[:, -1:] + 1                                                      # [B, 1]
+        slot = torch.arange(ring, device=pos.device)
+        held = end - 1 - torch.remainder(end - 1 - slot, ring)                     # [B, ring]
+        back = pos[:, :, None] - held[:, None, :]                                  # [B, K, ring]
+        self.mask = ((held[:, None, :] >= 0) & (back >= 0) & (back < window))[:, None]
+
+    def attend(self, cache, i, row_ids, pos, k, v, span):
+        _write(cache, i, row_ids, pos, k, v)
+        rows = slice(int(row_ids[0]), int(row_ids[-1]) + 1)
+        return cache.k[i][rows], cache.v[i][rows], self.mask
+
+
+class _RingGathered:
+    """A wide pass (prefill) on a ring: attend over the earlier positions still in view, gathered
+    from the ring in position order, then the new keys; write the new ones (the last `ring`)
+    after. Keys in position order, as a position-indexed layer would have them."""
+
+    def __init__(self, pos: torch.Tensor, start: torch.Tensor, ring: int, window: int):
+        low = max(0, int(start.min()) - window + 1)
+        self.old = torch.arange(low, int(start.max()), device=pos.device)          # earlier positions
+        keys = torch.cat([self.old.expand(len(pos), -1), pos], dim=1)              # [B, old + K]
+        earlier = torch.cat([self.old[None] < start[:, None], pos >= 0], dim=1)    # a row's own, not stale
+        back = pos[:, :, None] - keys[:, None, :]
+        self.mask = (earlier[:, None, :] & (back >= 0) & (back < window))[:, None]
+        self.ring = ring
+
+    def attend(self, cache, i, row_ids, pos, k, v, span):
+        slots = cache.slots(i, self.old)
+        old_k = cache.k[i][row_ids[:, None], :, slots[None]].transpose(1, 2)       # [B, kv_heads, old, D]
+        old_v = cache.v[i][row_ids[:, None], :, slots[None]].transpose(1, 2)
+        keys, values = torch.cat([old_k, k], dim=2), torch.cat([old_v, v], dim=2)
+        tail = slice(max(0, pos.shape[1] - self.ring), None)  # a slot written twice would be ambiguous
+        _write(cache, i, row_ids, pos[:, tail], k[:, :, tail], v[:, :, tail])
+        return keys, values, self.mask
 
 
 def _attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,

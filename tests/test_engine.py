@@ -52,11 +52,12 @@ def test_fast_engine_is_exact_without_drafts(tiny_parts, engine):
     assert _raw(model, tokenizer, "fast", "receipt", TEXTS[:4], 2, engine=engine) == reference
 
 
-def test_screened_head_is_exact(tiny_parts):
+@pytest.mark.parametrize("screen", ["int8", "bf16"])
+def test_screened_head_is_exact(tiny_parts, screen):
     # The tiny vocabulary is below the head's gather limit; lower it so open-ended rows take
-    # the bf16 screen + fp32 rescoring route (too few tokens for its timing test to matter).
+    # the screen + fp32 rescoring route (too few tokens for its timing test to matter).
     model, tokenizer = tiny_parts
-    fast = FastDecoder(model, tokenizer, numerics="fp32", screen="on", small=4)
+    fast = FastDecoder(model, tokenizer, numerics="fp32", screen=screen, small=4)
     reference = [_raw(model, tokenizer, "generate", "receipt", [t], 1)[0] for t in TEXTS]
     assert _raw(model, tokenizer, "fast", "receipt", TEXTS, 3, fast=fast) == reference
     assert fast.head.stats["screened"] > 0
@@ -97,8 +98,11 @@ def test_budget_is_counted_like_generate(tiny_parts):
         assert all(tokens == budget and not ok for _, tokens, ok in fast)
 
 
-def test_runner_matches_the_hf_forward_past_the_sliding_window(tiny_parts):
-    # The tiny model's window is 64: 150 positions, fed in uneven pieces and rows.
+@pytest.mark.parametrize("limit", [None, 400])
+def test_runner_matches_the_hf_forward_past_the_sliding_window(tiny_parts, limit):
+    # The tiny model's window is 64: 150 positions, fed in uneven pieces and rows. With a
+    # limit past window + RING_ROOM the sliding layer is a ring (prefill gathered, narrow
+    # passes in place); without one every layer is position-indexed.
     from extractkit._gemma import GemmaRunner
 
     model, _ = tiny_parts
@@ -106,13 +110,21 @@ def test_runner_matches_the_hf_forward_past_the_sliding_window(tiny_parts):
     with torch.inference_mode():
         reference = model.model(input_ids=ids).last_hidden_state
         runner = GemmaRunner(model)
-        cache = runner.new_cache(2, 16)  # grows as it goes
+        cache = runner.new_cache(2, 16, limit=limit)  # grows as it goes
+        assert (cache.ring[0] is not None) == (limit is not None) and cache.ring[1] is None
         parts = [runner.forward(cache, slice(0, 2), ids[:, :100], torch.tensor([0, 0])),
                  runner.forward(cache, slice(0, 2), ids[:, 100:101], torch.tensor([100, 100])),
                  runner.forward(cache, slice(0, 2), ids[:, 101:104], torch.tensor([101, 101]))]
         tail = runner.forward(cache, slice(1, 2), ids[1:, 104:], torch.tensor([104]))
+        # Row 0 one and two tokens at a time, round the ring more than once.
+        steps, p = [], 104
+        while p < 150:
+            steps.append((p, runner.forward(cache, slice(0, 1), ids[:1, p:p + 1 + p % 2], torch.tensor([p]))))
+            p += steps[-1][1].shape[1]
     assert torch.allclose(torch.cat(parts, dim=1), reference[:, :104], atol=1e-4)
     assert torch.allclose(tail, reference[1:, 104:], atol=1e-4)
+    for p, got in steps:
+        assert torch.allclose(got, reference[:1, p:p + got.shape[1]], atol=1e-4)
 
 
 def test_unknown_decoder_is_a_usage_error(tiny_parts):

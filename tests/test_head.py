@@ -30,7 +30,7 @@ def allowed_sets(generator: torch.Generator) -> list[torch.Tensor]:
             torch.tensor([], dtype=torch.long)]                             # dead state: EOS
 
 
-@pytest.mark.parametrize("screen", ["on", "off", "auto"])
+@pytest.mark.parametrize("screen", ["int8", "bf16", "off", "auto"])
 def test_every_route_picks_the_fp32_argmax(weight, screen):
     generator = torch.Generator().manual_seed(1)
     head = Head(weight, eos=1, screen=screen)
@@ -41,36 +41,67 @@ def test_every_route_picks_the_fp32_argmax(weight, screen):
         assert picks[-1] == 1
         for r, ids in enumerate(allowed[:-1]):
             assert picks[r] == reference(weight, hidden[r], ids)
-    if screen == "on":
+    if screen in ("int8", "bf16"):
         assert head.stats["screened"] > 0
 
 
-def test_near_ties_the_screen_cannot_settle_are_scored_in_full(weight):
-    """More near-equal tokens than the screen keeps: the proof fails and fp32 decides."""
+@pytest.mark.parametrize("screen", ["int8", "bf16"])
+@pytest.mark.parametrize("small", [SMALL, 16])
+def test_near_ties_the_screen_cannot_settle_are_rescored(weight, screen, small):
+    """More near-equal tokens than the screen keeps: the proof widens to every token that could
+    still win (a few dozen rows), or - past `small` of them - scores the row in full fp32."""
     hidden = torch.randn(HIDDEN, generator=torch.Generator().manual_seed(2))
     tied = weight.clone()
     top = hidden / hidden.norm() * 10  # far above every random row
-    for k in range(2 * SCREEN):          # bf16 cannot tell these apart; fp32 can
+    for k in range(2 * SCREEN):          # the screen cannot tell these apart; fp32 can
         tied[100 + k] = top * (1 + k * 1e-6)
-    head = Head(tied, eos=1, screen="on")
-    pick = head.pick(hidden[None], [torch.arange(VOCAB)])[0]
-    assert pick == reference(tied, hidden, torch.arange(VOCAB)) == 100 + 2 * SCREEN - 1
-    assert head.stats["fallback"] == 1
+    head = Head(tied, eos=1, screen=screen, small=small)
+    route = "widened" if small == SMALL else "fallback"
+    everything = torch.arange(VOCAB)
+    pick = head.pick(hidden[None], [everything])[0]
+    assert pick == reference(tied, hidden, everything) == 100 + 2 * SCREEN - 1
+    assert head.stats[route] == 1
     few = torch.arange(90, 300)  # a small allowed set is screened too once the screen is on
-    assert head.pick(hidden[None], [few])[0] == reference(tied, hidden, few) == 100 + 2 * SCREEN - 1
-    assert head.stats["fallback"] == 2
+    if len(few) > small:
+        few = few[: small]       # (the gather route only takes sets up to `small`)
+    expected = reference(tied, hidden, few)
+    assert head.pick(hidden[None], [few])[0] == expected
+    if small == SMALL:
+        assert expected == 100 + 2 * SCREEN - 1 and head.stats[route] == 2
 
 
 def test_ties_go_to_the_lowest_id_like_argmax(weight):
     hidden = torch.randn(HIDDEN, generator=torch.Generator().manual_seed(3))
     tied = weight.clone()
     tied[900] = tied[300] = hidden * 5
-    for screen in ("on", "off"):
+    for screen in ("int8", "bf16", "off"):
         assert Head(tied, eos=1, screen=screen).pick(hidden[None], [torch.arange(VOCAB)])[0] == 300
 
 
 def test_a_head_that_is_not_fp32_is_never_screened(weight):
-    head = Head(weight.to(torch.bfloat16), eos=1, screen="on")
+    head = Head(weight.to(torch.bfloat16), eos=1, screen="int8")
     assert head.screen == "off"
     with pytest.raises(ValueError):
         Head(weight, eos=1, screen="sometimes")
+
+
+def test_int8_screen_bound_holds_for_every_token(weight):
+    """The int8 copy's bound covers the real gap between screen and fp32 scores, row by row."""
+    from extractkit._head import _Screen
+
+    screen = _Screen("int8", weight)
+    assert screen.copy.dtype == torch.int8 and screen.error > 0
+    hidden = torch.randn(8, HIDDEN, generator=torch.Generator().manual_seed(4)) * 3
+    values = screen.logits(hidden)
+    exact = hidden @ weight.T
+    for r in range(len(hidden)):
+        gap = (exact[r] - values[r]).abs()
+        bounds = torch.tensor([screen.bound(hidden[r], float(v)) for v in values[r, :64]])
+        assert (gap[:64] <= bounds).all()
+        assert float(gap.max()) > 0  # a lossy copy: the bound is doing work
+
+
+def test_auto_chooses_a_screen_by_measurement(weight):
+    head = Head(weight, eos=1, screen="auto")
+    head.pick(torch.randn(1, HIDDEN), [torch.arange(VOCAB)])
+    assert head.screen in ("int8", "bf16", "off")

@@ -2,7 +2,7 @@
 
 - `_pages.release` drops the pages of a never-written file mapping and refuses
   anything else (a written page would lose its data).
-- The head's bf16 screen copy is built slice by slice from a file-backed head
+- The head's screen copy (int8 or bf16) is built slice by slice from a file-backed head
   whose pages go back as they are read, and it still picks what fp32 picks.
 - llguidance's tokenizer tables built from our token bytes equal the tables
   llguidance builds from the tokenizer JSON (tiny tokenizer here, Gemma's in
@@ -55,16 +55,17 @@ def test_release_refuses_written_and_anonymous_memory(tmp_path):
 
 
 @linux
-def test_screen_copy_from_a_file_backed_head_releases_it_and_stays_exact(tmp_path):
+@pytest.mark.parametrize("screen", ["int8", "bf16"])
+def test_screen_copy_from_a_file_backed_head_releases_it_and_stays_exact(tmp_path, screen):
     weight = file_backed(tmp_path, 40000, 64, seed=1)   # more than two slices of the head
-    head = Head(weight, eos=0, screen="on")
+    head = Head(weight, eos=0, screen=screen)
     hidden = torch.randn(3, 64, generator=torch.Generator().manual_seed(2))
     everything = torch.arange(weight.shape[0])
     picks = head.pick(hidden, [everything] * 3)
     assert picks == [int(torch.argmax(weight @ h)) for h in hidden]
     float(weight.sum())
-    head._bf16 = None
-    head._screen_weight()  # rebuilding the copy reads the head again and hands it back
+    head._copy = None
+    head._screen()  # rebuilding the copy reads the head again and hands it back
     assert _pages.resident_pages(weight)[0] < 100  # of ~2,500 pages: only partial slice edges stay
 
 
