@@ -217,7 +217,7 @@ class FastDecoder:
         # Short rows are padded with EOS: those positions land past the row's length and are never read.
         tokens = torch.tensor([s.feed + [self.eos] * (width - len(s.feed)) for s in rows], device=device)
         start = torch.tensor([s.length for s in rows], device=device)
-        hidden = self.runner.forward(cache, slice(0, len(rows)), tokens, start)
+        hidden = self.runner.forward(cache, slice(0, len(rows)), tokens, start, [len(s.feed) for s in rows])
         # Every row's first position in one call: open-ended rows share one pass over the head.
         firsts = self.head.pick(hidden[:, 0], [self._allowed(s.matcher) for s in rows])
         self._accept(rows, [hidden[r, : len(s.feed)] for r, s in enumerate(rows)], firsts, max_new)

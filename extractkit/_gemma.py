@@ -191,16 +191,23 @@ class GemmaRunner:
                        self.head.dtype, self.device, limit,
                        sliding=[kind == "sliding_attention" for kind in self.layer_types], window=self.window)
 
-    def forward(self, cache: KVCache, rows: slice, tokens: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    def forward(self, cache: KVCache, rows: slice, tokens: torch.Tensor, start: torch.Tensor,
+                lengths: list[int] | None = None) -> torch.Tensor:
         """Feed `tokens` [B, K] to cache rows `rows` at positions start[b] + 0..K-1.
 
         Writes their keys/values into the cache and returns the final hidden
         states [B, K, hidden] (the output head is the engine's business).
         Rows shorter than K are padded by the caller; a padded position's
         key lands past that row's real length, where nothing attends to it.
+        With `lengths` (row b's real tokens), the padding skips the projections
+        and the MLP - a fast-forward step pads every row to the longest draft,
+        and those positions were a third of a batch-16 step's matmul work.
         """
         batch, width = tokens.shape
         device = tokens.device
+        real = None
+        if lengths is not None and min(lengths) < width:
+            real = torch.arange(width, device=device)[None, :] < torch.tensor(lengths, device=device)[:, None]
         pos = start[:, None] + torch.arange(width, device=device)                 # [B, K]
         span = int(pos.max()) + 1
         cache.reserve(span)
@@ -216,34 +223,45 @@ class GemmaRunner:
         if ring is not None:
             views["ring"] = (_RingInPlace(pos, ring, self.window) if width <= ring - self.window
                              else _RingGathered(pos, start, ring, self.window))
-        x = self.body.embed_tokens(tokens)
+        # x is [B, K, hidden], or [1, real positions, hidden] when the padding is skipped.
+        x = self.body.embed_tokens(tokens if real is None else tokens[real][None])
         rope = {kind: self.body.rotary_emb(x, pos, kind) for kind in set(self.layer_types)}
         row_ids = torch.arange(rows.start, rows.start + batch, device=device)
         for i, layer in enumerate(self.body.layers[: self.config.num_hidden_layers]):
             kind = self.layer_types[i]
             view = views["ring"] if cache.ring[i] is not None else views[kind]
-            h = self._attention(layer, layer.input_layernorm(x), cache, i, row_ids, pos, rope[kind], view, span)
+            h = self._attention(layer, layer.input_layernorm(x), cache, i, row_ids, pos, rope[kind], view,
+                                span, real)
             x = x + layer.post_attention_layernorm(h)
             h = self._mlp(layer.mlp, layer.pre_feedforward_layernorm(x))
             x = x + layer.post_feedforward_layernorm(h)
-        return self.body.norm(x)
+        return _padded(self.body.norm(x), real)
 
     def _mlp(self, mlp: Any, x: torch.Tensor) -> torch.Tensor:
         gate = mlp.act_fn(self._linear(mlp.gate_proj, x))
         return self._linear(mlp.down_proj, gate * self._linear(mlp.up_proj, x))
 
     def _attention(self, layer: Any, x: torch.Tensor, cache: KVCache, i: int, row_ids: torch.Tensor,
-                   pos: torch.Tensor, rope: tuple, view: Any, span: int) -> torch.Tensor:
+                   pos: torch.Tensor, rope: tuple, view: Any, span: int, real: torch.Tensor | None) -> torch.Tensor:
         attn = layer.self_attn
-        batch, width, _ = x.shape
+        batch, width = pos.shape
         shape = (batch, width, -1, attn.head_dim)
-        q = attn.q_norm(self._linear(attn.q_proj, x).view(shape).transpose(1, 2))
-        k = attn.k_norm(self._linear(attn.k_proj, x).view(shape).transpose(1, 2))
-        v = self._linear(attn.v_proj, x).view(shape).transpose(1, 2)
+        q = attn.q_norm(_padded(self._linear(attn.q_proj, x), real).view(shape).transpose(1, 2))
+        k = attn.k_norm(_padded(self._linear(attn.k_proj, x), real).view(shape).transpose(1, 2))
+        v = _padded(self._linear(attn.v_proj, x), real).view(shape).transpose(1, 2)
         q, k = apply_rotary_pos_emb(q, k, *rope)
         keys, values, mask = view.attend(cache, i, row_ids, pos, k, v, span)
-        out = _attend(q, keys, values, mask, attn.scaling)
-        return self._linear(attn.o_proj, out.transpose(1, 2).reshape(batch, width, -1))
+        out = _attend(q, keys, values, mask, attn.scaling).transpose(1, 2).reshape(batch, width, -1)
+        return self._linear(attn.o_proj, out if real is None else out[real][None])
+
+
+def _padded(x: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
+    """[1, real positions, n] back to [B, K, n], zeros at the padding (whose keys nothing reads)."""
+    if real is None:
+        return x
+    out = x.new_zeros((*real.shape, x.shape[-1]))
+    out[real] = x[0]
+    return out
 
 
 def _write(cache: KVCache, i: int, row_ids: torch.Tensor, pos: torch.Tensor, k: torch.Tensor,

@@ -127,6 +127,25 @@ def test_runner_matches_the_hf_forward_past_the_sliding_window(tiny_parts, limit
         assert torch.allclose(got, reference[:1, p:p + got.shape[1]], atol=1e-4)
 
 
+def test_runner_skips_padding_without_changing_real_positions(tiny_parts):
+    # Rows of a fast-forward step are padded to the longest feed; with `lengths` the
+    # projections and MLP run on the real positions only.
+    from extractkit._gemma import GemmaRunner
+
+    model, _ = tiny_parts
+    ids = torch.randint(4, model.config.vocab_size, (3, 90), generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        reference = model.model(input_ids=ids).last_hidden_state
+        runner = GemmaRunner(model)
+        cache = runner.new_cache(3, 90, limit=400)
+        runner.forward(cache, slice(0, 3), ids[:, :80], torch.tensor([0, 0, 0]))
+        padded = ids[:, 80:84].clone()
+        padded[1, 1:] = padded[2, 2:] = 1  # rows 1 and 2 feed 1 and 2 real tokens
+        got = runner.forward(cache, slice(0, 3), padded, torch.tensor([80, 80, 80]), [4, 1, 2])
+    for row, n in enumerate([4, 1, 2]):
+        assert torch.allclose(got[row, :n], reference[row, 80:80 + n], atol=1e-4)
+
+
 def test_unknown_decoder_is_a_usage_error(tiny_parts):
     from extractkit import UsageError
 
