@@ -33,7 +33,7 @@ def lap(tag: str, last: list[float] = [STARTED]) -> None:  # noqa: B006 - the pr
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--numerics", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--numerics", default="auto", choices=("auto", "fp32", "bf16", "int8"))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     import torch

@@ -113,8 +113,8 @@ class Extractor:
         (same outputs, slower; the reference the engine is tested against).
         `numerics` is the engine's layer matmuls: "auto" (bf16 where this
         machine runs it clearly faster, else fp32), "fp32" (token for token
-        what `generate()` gives) or "bf16" (docs/performance.md has the speed
-        and the accuracy delta).
+        what `generate()` gives), "bf16" or "int8" (opt-in weight-only int8;
+        docs/performance.md has the speed and the accuracy deltas).
         """
         from ._transformers import TransformersBackend
 

@@ -109,7 +109,9 @@ class KVCache:
             self.v[i][row, :, dst] = source.v[i][0, :, src]
 
 
-NUMERICS = ("auto", "fp32", "bf16")  # the decoder layers' matmuls; norms, attention and the residual stay fp32
+# The decoder layers' matmuls; norms, attention and the residual stay fp32. "int8" (weight-only,
+# per-row scales) is opt-in: "auto" only ever picks between fp32 and bf16.
+NUMERICS = ("auto", "fp32", "bf16", "int8")
 
 
 def choose_numerics(device: torch.device) -> str:
@@ -138,13 +140,17 @@ class GemmaRunner:
 
     numerics="bf16" runs the seven projections of every layer as bf16 matmuls
     (about 4x faster than fp32 on avx512_bf16 CPUs at decode batch sizes)
-    from bf16 copies of their weights; everything between them stays fp32.
-    It can change an output where two tokens nearly tie, so "fp32" is the one
-    that is exact against generate(); "auto" takes bf16 where it measures
-    faster (its accuracy delta on SROIE dev: docs/performance.md). A model
-    loaded in another dtype runs as loaded. `own_weights=True` (the backend
-    loaded the model and nothing else runs it) replaces the fp32 layer weights
-    by the bf16 ones instead of keeping both.
+    from bf16 copies of their weights; numerics="int8" runs them from int8
+    copies with a bf16 scale per output row (`torch._weight_int8pack_mm`, bf16
+    activations, fp32 sums: a quarter of fp32's bytes, which pays where decoding
+    is bound by memory - one document at a time on a CPU without bf16).
+    Everything between the projections stays fp32. Both can change an output
+    where two tokens nearly tie, so "fp32" is the one that is exact against
+    generate(); "auto" takes bf16 where it measures faster (its accuracy delta
+    on SROIE dev: docs/performance.md); int8 is opt-in. A model loaded in
+    another dtype runs as loaded. `own_weights=True` (the backend loaded the
+    model and nothing else runs it) replaces the fp32 layer weights by the
+    low-precision ones instead of keeping both.
     """
 
     def __init__(self, hf_model: Any, numerics: str = "fp32", own_weights: bool = False):
@@ -161,25 +167,30 @@ class GemmaRunner:
         elif numerics == "auto":
             numerics = choose_numerics(self.head.device)
         self.numerics = numerics
-        self._bf16: dict[int, torch.Tensor] = {}
-        if numerics == "bf16":
+        self._low: dict[int, tuple[torch.Tensor, ...]] = {}  # id(Linear) -> (bf16 weight,) or (int8, scales)
+        if numerics in ("bf16", "int8"):
             for module in self.body.modules():
                 if isinstance(module, torch.nn.Linear):
-                    self._bf16[id(module)] = module.weight.detach().to(torch.bfloat16)
+                    self._low[id(module)] = _low_precision(module.weight.detach(), numerics)
                     if own_weights:
-                        # Nobody else runs this model: keep only the bf16 weights (half of
-                        # the fp32 bytes), hand a memory-mapped fp32 original's pages back.
+                        # Nobody else runs this model: keep only the low-precision weights (a half
+                        # or a quarter of the fp32 bytes), hand a memory-mapped original's pages back.
                         old = module.weight.data
-                        module.weight = torch.nn.Parameter(self._bf16[id(module)], requires_grad=False)
+                        module.weight = torch.nn.Parameter(self._low[id(module)][0], requires_grad=False)
                         release(old)
             if own_weights:
                 trim()  # the freed fp32 weights' heap space back to the OS
 
     def _linear(self, module: Any, x: torch.Tensor) -> torch.Tensor:
-        weight = self._bf16.get(id(module))
-        if weight is None:
+        low = self._low.get(id(module))
+        if low is None:
             return module(x)
-        return F.linear(x.to(torch.bfloat16), weight).float()
+        if len(low) == 1:
+            out = F.linear(x.to(torch.bfloat16), low[0]).float()
+        else:
+            flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16).contiguous()
+            out = torch._weight_int8pack_mm(flat, *low).float().view(*x.shape[:-1], -1)
+        return out if module.bias is None else out + module.bias
 
     @property
     def device(self) -> torch.device:
@@ -262,6 +273,16 @@ def _padded(x: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
     out = x.new_zeros((*real.shape, x.shape[-1]))
     out[real] = x[0]
     return out
+
+
+def _low_precision(weight: torch.Tensor, numerics: str) -> tuple[torch.Tensor, ...]:
+    """(bf16 weight,) or (int8 weight, bf16 scale per row) for `_linear`."""
+    if numerics == "bf16":
+        return (weight.to(torch.bfloat16),)
+    # A bf16 scale (the kernel's type) a little above max|w|/127, so no |q| exceeds 127.
+    scale = (weight.abs().amax(dim=1) / 127 * (1 + 2.0 ** -6)).clamp_min(1e-30).to(torch.bfloat16)
+    q = torch.round(weight / scale.float()[:, None]).clamp_(-127, 127).to(torch.int8)
+    return q, scale
 
 
 def _write(cache: KVCache, i: int, row_ids: torch.Tensor, pos: torch.Tensor, k: torch.Tensor,

@@ -37,7 +37,7 @@ class TransformersBackend:
                  name: str = "transformers", decoder: str = "fast", numerics: str = "auto",
                  owns_model: bool = False):
         """`owns_model`: the model is this backend's alone (from_pretrained), so the fast
-        engine may convert its weights in place (numerics="bf16" keeps only bf16 layer
+        engine may convert its weights in place (numerics="bf16"/"int8" keeps only low-precision layer
         weights); a model handed in stays usable elsewhere."""
         from ._gemma import supports
 

@@ -63,29 +63,45 @@ def test_screened_head_is_exact(tiny_parts, screen):
     assert fast.head.stats["screened"] > 0
 
 
-def test_bf16_numerics_decode_valid_objects(tiny_parts):
-    # Opt-in and not exact: its accuracy delta is measured on SROIE dev (docs/performance.md).
+@pytest.mark.parametrize("numerics", ["bf16", "int8"])
+def test_low_precision_numerics_decode_valid_objects(tiny_parts, numerics):
+    # Opt-in and not exact: their accuracy deltas are measured on SROIE dev (docs/performance.md).
     model, tokenizer = tiny_parts
-    fast = FastDecoder(model, tokenizer, numerics="bf16")
+    fast = FastDecoder(model, tokenizer, numerics=numerics)
     got = _raw(model, tokenizer, "fast", "receipt", TEXTS, 3, max_new_tokens=256, fast=fast)
-    assert fast.runner.numerics == "bf16" and len(got) == len(TEXTS)
+    assert fast.runner.numerics == numerics and len(got) == len(TEXTS)
     assert FastDecoder(model, tokenizer).runner.numerics in ("fp32", "bf16")  # "auto" is measured, then fixed
     with pytest.raises(UsageError):
         TransformersBackend(model, tokenizer, numerics="int3")
 
 
-def test_owned_bf16_weights_replace_fp32_and_decode_the_same(tiny_parts):
-    # A backend that loaded its model keeps only the bf16 layer weights; same outputs as keeping both.
+def test_int8_layers_stay_close_to_fp32(tiny_parts):
+    # Weight-only int8 with a scale per row: each projection within int8 rounding of fp32.
+    from extractkit._gemma import GemmaRunner
+
+    model, _ = tiny_parts
+    runner = GemmaRunner(model, numerics="int8")
+    linear = model.model.layers[0].mlp.gate_proj
+    x = torch.randn(5, linear.in_features, generator=torch.Generator().manual_seed(3))
+    exact, got = linear(x), runner._linear(linear, x)
+    assert got.shape == exact.shape and not torch.equal(got, exact)
+    assert (got - exact).abs().max() < 0.02 * exact.abs().max()
+
+
+@pytest.mark.parametrize("numerics", ["bf16", "int8"])
+def test_owned_low_precision_weights_replace_fp32_and_decode_the_same(tiny_parts, numerics):
+    # A backend that loaded its model keeps only the low-precision layer weights; same outputs as keeping both.
     import copy
 
     model, tokenizer = tiny_parts
     shared = _raw(model, tokenizer, "fast", "receipt", TEXTS, 3,
-                  fast=FastDecoder(model, tokenizer, numerics="bf16"))
+                  fast=FastDecoder(model, tokenizer, numerics=numerics))
     owned_model = copy.deepcopy(model)
-    owned = FastDecoder(owned_model, tokenizer, numerics="bf16", own_weights=True)
+    owned = FastDecoder(owned_model, tokenizer, numerics=numerics, own_weights=True)
     assert _raw(owned_model, tokenizer, "fast", "receipt", TEXTS, 3, fast=owned) == shared
     linear = owned_model.model.layers[0].mlp.down_proj
-    assert linear.weight.dtype == torch.bfloat16 and model.model.layers[0].mlp.down_proj.weight.dtype == torch.float32
+    expected = torch.bfloat16 if numerics == "bf16" else torch.int8
+    assert linear.weight.dtype == expected and model.model.layers[0].mlp.down_proj.weight.dtype == torch.float32
 
 
 def test_budget_is_counted_like_generate(tiny_parts):
