@@ -14,6 +14,7 @@ Prompt: extractkit's (`render_prompt`). --threads torch threads (default 2).
   fast bN        extractkit's engine, extract_many at --batch-size
   fast b1 bf16   the same with numerics="bf16" ("auto", the default, picks it on this CPU)
   fast bN bf16   extract_many with numerics="bf16"
+  fast b1 int8 / fast bN int8   the same with numerics="int8" (weight-only int8 layers, opt-in)
   llama.cpp b1   only with --gguf FILE and llama-cpp-python installed (optional extra)
 
 Each row runs in its own process, so peak RSS and cold start are that row's.
@@ -35,7 +36,8 @@ from pathlib import Path
 
 STARTED = time.perf_counter()
 REPO = Path(__file__).resolve().parents[1]
-ROWS = ("outlines b1", "generate b1", "fast b1", "fast b1 bf16", "fast bN", "fast bN bf16", "llama.cpp b1")
+ROWS = ("outlines b1", "generate b1", "fast b1", "fast b1 bf16", "fast b1 int8", "fast bN", "fast bN bf16",
+        "fast bN int8", "llama.cpp b1")
 
 
 def documents(args) -> list[tuple[str, str]]:
@@ -61,7 +63,7 @@ def worker(row: str, args) -> dict:
     from extractkit._schema import load_schema
 
     decoder = "generate" if row == "generate b1" else "fast"
-    numerics = "bf16" if row.endswith("bf16") else "fp32"
+    numerics = row.split()[-1] if row.split()[-1] in ("bf16", "int8") else "fp32"
     batch = 1 if "b1" in row.split() else args.batch_size
     extractor = Extractor.from_pretrained(decoder=decoder, numerics=numerics,
                                           config=ExtractConfig(max_new_tokens=args.max_new_tokens))
@@ -226,13 +228,14 @@ def machine_limits(threads: int) -> dict:
         big.sum()
     bandwidth = 5 * big.numel() * 4 / (time.perf_counter() - start)
     roofs = {"bandwidth_gbs": bandwidth / 1e9}
+    # 1024^3, 3 times: emulated bf16 (CPUs without it) runs ~1 GFLOP/s, and 2048^3 took minutes.
     for dtype in (torch.float32, torch.bfloat16):
-        a, b = torch.randn(2048, 2048).to(dtype), torch.randn(2048, 2048).to(dtype)
+        a, b = torch.randn(1024, 1024).to(dtype), torch.randn(1024, 1024).to(dtype)
         a @ b
         start = time.perf_counter()
-        for _ in range(5):
+        for _ in range(3):
             a @ b
-        roofs[f"gflops_{str(dtype)[6:]}"] = 5 * 2 * 2048 ** 3 / (time.perf_counter() - start) / 1e9
+        roofs[f"gflops_{str(dtype)[6:]}"] = 3 * 2 * 1024 ** 3 / (time.perf_counter() - start) / 1e9
     return roofs
 
 
@@ -278,7 +281,7 @@ def report(runs: dict, limits: dict, args, n_docs: int) -> str:
                              f"{mean_latency(r, n_docs) / mean_latency(b, n_docs):.2f}")
     bw, per_tok = limits["bandwidth_gbs"], 4 * 100e6  # fp32 decoder layers: ~100M weights read per step
     lines.append(f"machine: {bw:.1f} GB/s read bandwidth, {limits['gflops_float32']:.0f} GFLOP/s fp32, "
-                 f"{limits['gflops_bfloat16']:.0f} GFLOP/s bf16 (2048^3 matmul)")
+                 f"{limits['gflops_bfloat16']:.0f} GFLOP/s bf16 (1024^3 matmul)")
     lines.append(f"roofs at batch 1: fp32 layers + full fp32 head (1.07 GB/token) {bw * 1e9 / 1.07e9:.1f} tok/s; "
                  f"layers only (mask-aware head, 0.40 GB) {bw * 1e9 / per_tok:.1f} tok/s; "
                  f"bf16 layers (0.20 GB) {bw * 1e9 / (per_tok / 2):.1f} tok/s")
@@ -294,7 +297,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=384)
-    parser.add_argument("--rows", nargs="*", default=[r for r in ROWS if r != "llama.cpp b1"], choices=ROWS)
+    parser.add_argument("--rows", nargs="*", default=[r for r in ROWS if r != "llama.cpp b1" and "int8" not in r],
+                        choices=ROWS)
     parser.add_argument("--gguf", type=Path, help="GGUF for the llama.cpp row (`extractkit export --format gguf`)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--reuse", action="store_true", help="keep rows already measured in runs/ (resume)")
