@@ -32,7 +32,8 @@ import torch
 
 from ._constraint import CompiledGrammar, Matcher, new_bitmask, unpack_bitmask
 from ._decode import Generation
-from ._gemma import GemmaRunner, KVCache
+from ._gemma import GemmaRunner
+from ._kvcache import KVCache
 from ._head import SMALL, Head
 from ._pages import trim
 

@@ -171,7 +171,7 @@ def test_unknown_decoder_is_a_usage_error(tiny_parts):
 
 def test_cache_keep_compacts_rows_in_place():
     # Finished rows leave the batch: the kept rows move to the front of the same storage.
-    from extractkit._gemma import KVCache
+    from extractkit._kvcache import KVCache
 
     cache = KVCache(2, 4, 3, 1, 2, torch.float32, torch.device("cpu"))
     for t in cache.k + cache.v:
