@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from transformers.models.gemma3.modeling_gemma3 import apply_rotary_pos_emb
 
+from . import _int8
 from ._kvcache import KVCache, attention_views
 from ._pages import release, trim
 
@@ -106,8 +107,7 @@ class GemmaRunner:
         if len(low) == 1:
             out = F.linear(x.to(torch.bfloat16), low[0]).float()
         else:
-            flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16).contiguous()
-            out = torch._weight_int8pack_mm(flat, *low).float().view(*x.shape[:-1], -1)
+            out = _int8.matmul(x, *low)
         return out if module.bias is None else out + module.bias
 
     @property
@@ -184,12 +184,7 @@ def _padded(x: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
 
 def _low_precision(weight: torch.Tensor, numerics: str) -> tuple[torch.Tensor, ...]:
     """(bf16 weight,) or (int8 weight, bf16 scale per row) for `_linear`."""
-    if numerics == "bf16":
-        return (weight.to(torch.bfloat16),)
-    # A bf16 scale (the kernel's type) a little above max|w|/127, so no |q| exceeds 127.
-    scale = (weight.abs().amax(dim=1) / 127 * (1 + 2.0 ** -6)).clamp_min(1e-30).to(torch.bfloat16)
-    q = torch.round(weight / scale.float()[:, None]).clamp_(-127, 127).to(torch.int8)
-    return q, scale
+    return (weight.to(torch.bfloat16),) if numerics == "bf16" else _int8.quantize(weight)
 
 
 def _attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,

@@ -8,12 +8,13 @@ decoding only needs the argmax over the tokens the grammar allows, so:
   rows of the head and score only them;
 - **open-ended** (string contents): the whole head is needed, but only its
   argmax. The head is *screened* with a low-precision copy - int8 rows with
-  a per-row scale (half the bytes of bf16; 3x faster than fp32 at batch 16 on
-  an AVX2 CPU) or bf16 (fastest on avx512_bf16/AMX CPUs) - the `SCREEN` best
-  candidates are rescored in fp32, and the winner is kept only if a rigorous
-  error bound proves that no token outside the candidates could beat it in
-  fp32. When the proof fails, that row is scored in full fp32. So the pick is
-  the fp32 pick - screening changes the cost, never the output.
+  a per-row scale (`_int8.py`; half the bytes of bf16, ~2x faster than fp32
+  at batch 16 on an AVX2 CPU) or bf16 (fastest on avx512_bf16/AMX CPUs) - the
+  `SCREEN` best candidates are rescored in fp32, and the winner is kept only
+  if a rigorous error bound proves that no token outside them could beat it
+  in fp32. Tokens the bound cannot rule out are rescored in fp32 too; only
+  past `small` of them is the row scored in full fp32. So the pick is the
+  fp32 pick - screening changes the cost, never the output.
 
 Which screen pays (int8, bf16 or none) is measured on the machine, once, at
 the first open-ended pick (`screen="auto"`), at 1 and 16 rows.
@@ -45,6 +46,7 @@ from typing import Sequence
 
 import torch
 
+from . import _int8
 from ._pages import is_file_backed, release
 
 SMALL = 4096    # at most this many allowed tokens: gather their head rows instead of the full matmul
@@ -86,11 +88,9 @@ class _Screen:
             self.copy[rows] = part
             self.norm = max(self.norm, float(part.norm(dim=1).max()))
             return
-        # A bf16 scale (the kernel's type) a little above max|w|/127, so no |q| exceeds 127.
-        scale = (part.abs().amax(dim=1) / 127 * (1 + 2.0 ** -6)).clamp_min(1e-30).to(torch.bfloat16)
-        q = torch.round(part / scale.float()[:, None]).clamp_(-127, 127)
-        dequantized = q * scale.float()[:, None]
-        self.copy[rows], self.scales[rows] = q.to(torch.int8), scale
+        q, scale = _int8.quantize(part)
+        dequantized = q.float() * scale.float()[:, None]
+        self.copy[rows], self.scales[rows] = q, scale
         self.norm = max(self.norm, float(dequantized.norm(dim=1).max()))
         error = dequantized - part
         self.error = max(self.error, float(error.abs().max()))
@@ -98,12 +98,11 @@ class _Screen:
 
     def logits(self, hidden: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
         """Screen values [n, rows] of hidden [n, d] against every row, or only rows `ids`."""
-        low = hidden.to(torch.bfloat16).contiguous()
         copy = self.copy if ids is None else self.copy.index_select(0, ids)
         if self.kind == "bf16":
-            return torch.nn.functional.linear(low, copy).float()
+            return torch.nn.functional.linear(hidden.to(torch.bfloat16), copy).float()
         scales = self.scales if ids is None else self.scales.index_select(0, ids)
-        return torch._weight_int8pack_mm(low, copy, scales).float()
+        return _int8.matmul(hidden, copy, scales)
 
     def bound(self, hidden: torch.Tensor, value: float) -> float:
         """How far above its screen value `value` a token's fp32 score can be, for this hidden row."""
