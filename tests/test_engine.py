@@ -162,6 +162,24 @@ def test_runner_skips_padding_without_changing_real_positions(tiny_parts):
         assert torch.allclose(got[row, :n], reference[row, 80:80 + n], atol=1e-4)
 
 
+@pytest.mark.parametrize("positions", [1, 2, 5, 33, 300])
+@pytest.mark.parametrize("bias", [False, True])
+def test_fp32_projection_matches_the_module(positions, bias):
+    # Decode-sized inputs go through W @ x^T (MKL's x @ W^T costs a weight pass per
+    # position there): same values up to summation order; prefill-sized ones are the module.
+    from extractkit._gemma import _TALL, _fp32_linear
+
+    torch.manual_seed(positions)
+    module = torch.nn.Linear(640, 384, bias=bias)
+    x = torch.randn(1, positions, 640)
+    with torch.inference_mode():
+        got, want = _fp32_linear(module, x), module(x)
+    assert got.shape == want.shape and got.is_contiguous()
+    assert torch.allclose(got, want, rtol=0, atol=1e-5)
+    if positions > _TALL:
+        assert torch.equal(got, want)
+
+
 def test_unknown_decoder_is_a_usage_error(tiny_parts):
     from extractkit import UsageError
 
