@@ -5,9 +5,9 @@ a batch to the same length. The engine (`_engine.py`) needs more: a sequence
 may join a running batch, leave it, reuse a prefilled prompt prefix, and feed
 several tokens in one pass (fast-forward). So it owns the cache (`_kvcache.py`:
 a row per sequence, each with its own length, rings for the sliding-window
-layers) and runs the decoder layers itself, calling the Hugging Face modules
-for every projection and norm (same weights, same kernels), so only the
-attention bookkeeping is new code.
+layers) and runs the decoder layers itself with the Hugging Face modules'
+weights and norms, so only the attention bookkeeping is new code (and the
+projections' kernel orientation at decode sizes, `_fp32_linear`).
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ _TALL = 256
 
 
 def _fp32_linear(module: Any, x: torch.Tensor) -> torch.Tensor:
-    """module(x), as W @ x^T when x has few positions: same products, same sums, faster.
+    """module(x), computed as W @ x^T when x has few positions: the same products, faster.
 
     With 2-32 positions (a decode step: one token per row plus drafts) MKL's
     x @ W^T runs about one weight pass per position - 2 positions cost 2x one -
