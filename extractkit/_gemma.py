@@ -186,7 +186,8 @@ def _fp32_linear(module: Any, x: torch.Tensor) -> torch.Tensor:
     measured 81 -> 33 ms on a 2-core AVX2 CPU. The sums are blocked differently,
     so values can differ in the last bits - as they do between batch sizes in
     any kernel; greedy picks are checked against generate() (tests, bench/).
-    Past a few hundred positions (prefill) the two kernels are even.
+    From ~64 positions on the two are within noise of each other, and prefill
+    (hundreds) keeps the module (`python bench/bench_projections.py --runner`).
     """
     flat = x.reshape(-1, x.shape[-1])
     if flat.shape[0] > _TALL:
