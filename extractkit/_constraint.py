@@ -110,6 +110,27 @@ def unpack_bitmask(bitmask: torch.Tensor, vocab: int) -> torch.Tensor:
     return ((bitmask.unsqueeze(-1) >> _BITS) & 1).view(bitmask.shape[0], -1)[:, :vocab] == 1
 
 
+def allowed_ids(bitmask: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Ascending ids of the tokens one packed row allows (the fast engine's per-step question).
+
+    Most steps allow one token or a handful (keys, punctuation, digits): only the
+    non-zero 32-bit words are unpacked then, ~50x less work than unpacking all
+    8,192 words of Gemma's vocabulary; an open-ended step unpacks them all.
+    """
+    import numpy as np
+    import torch
+
+    words = bitmask.numpy().view(np.uint32)
+    nonzero = np.flatnonzero(words)
+    if len(nonzero) > 256:  # open-ended: unpack every word
+        ids = np.flatnonzero(np.unpackbits(words.view(np.uint8), bitorder="little")[:vocab])
+        return torch.from_numpy(ids)
+    bits = np.unpackbits(words[nonzero].view(np.uint8), bitorder="little").reshape(len(nonzero), 32)
+    word, bit = np.nonzero(bits)  # row-major: ascending ids
+    ids = nonzero[word] * 32 + bit
+    return torch.from_numpy(ids[ids < vocab])
+
+
 def apply_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> None:
     """Set the logits of disallowed tokens to -inf, in place (rows of `bitmask`)."""
     allowed = unpack_bitmask(bitmask, logits.shape[-1])

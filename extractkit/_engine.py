@@ -17,6 +17,11 @@ with less work:
   in the same forward pass as the sampled token and kept only while they are
   what greedy decoding would have picked at each position - speculative
   decoding with the grammar as the draft model, so outputs cannot change.
+- **Copy drafts, verified the same way** (`_copy.py`): inside a value the
+  grammar forces nothing, but the answer usually copies the document, so the
+  tokens that follow the answer's last few tokens in the document are drafted
+  too (prompt lookup), at most `copy` of them, fewer when many rows share a
+  pass (a batch-16 pass is compute-bound: an unconfirmed position costs FLOPs).
 - **Mask-aware head** (`_head.py`): one allowed token costs no logits, a few
   cost only their rows of the 262k x 640 head, open-ended positions are
   screened in bf16 and rescored exactly in fp32.
@@ -30,7 +35,8 @@ from typing import Any, Sequence
 
 import torch
 
-from ._constraint import CompiledGrammar, Matcher, new_bitmask, unpack_bitmask
+from ._constraint import CompiledGrammar, Matcher, allowed_ids, new_bitmask
+from ._copy import COPY, CopyDraft
 from ._decode import Generation
 from ._gemma import GemmaRunner
 from ._kvcache import KVCache
@@ -38,15 +44,18 @@ from ._head import SMALL, Head
 from ._pages import trim
 
 PREFIXES = 8        # prefix caches kept (one per schema in use)
+COPY_POSITIONS = 32  # copy-drafted positions per pass, shared by its rows (see `_draft`)
 
 
 @dataclass
 class _Seq:
     index: int                 # position in the caller's prompt list
     matcher: Matcher
+    copy: CopyDraft | None
     started: float
     out: list[int] = field(default_factory=list)
     feed: list[int] = field(default_factory=list)   # tokens to feed next: [chosen] + draft
+    forced: int = 0            # how many of the draft the grammar forced (the rest are copy guesses)
     length: int = 0            # positions of this sequence already in the cache
     finished: bool = False     # ended with EOS
     failed: str | None = None
@@ -56,7 +65,9 @@ class FastDecoder:
     """Greedy constrained decoding of many prompts on one `GemmaRunner`."""
 
     def __init__(self, hf_model: Any, tokenizer: Any, *, numerics: str = "auto", screen: str = "auto",
-                 small: int = SMALL, own_weights: bool = False):
+                 small: int = SMALL, own_weights: bool = False, copy: int = COPY):
+        self.copy = copy  # copy-drafted tokens per row at most (0: grammar drafts only)
+        self._rows = 1    # rows in the current pass: copy drafts shrink as the batch grows
         self.runner = GemmaRunner(hf_model, numerics, own_weights)
         self.tokenizer = tokenizer
         self.eos = tokenizer.eos_token_id
@@ -64,7 +75,8 @@ class FastDecoder:
         self.vocab = self.runner.head.shape[0]
         self._prefixes: dict[str, tuple[list[int], KVCache]] = {}
         self.mask_seconds = 0.0   # this call's grammar time (Generation.mask_seconds)
-        self.stats = {"grammar_s": 0.0, "decode_s": 0.0, "steps": 0}  # since construction, for bench/
+        # Since construction, for bench/: copy-drafted tokens fed and confirmed.
+        self.stats = {"grammar_s": 0.0, "decode_s": 0.0, "steps": 0, "copied": 0, "copy_kept": 0}
 
     # ------------------------------------------------------------ prefix cache
     def _prefix(self, text: str) -> tuple[list[int], KVCache]:
@@ -84,7 +96,7 @@ class FastDecoder:
         start = time.perf_counter()
         bitmask = new_bitmask(1, self.vocab)
         matcher.fill(bitmask, 0)
-        ids = unpack_bitmask(bitmask, self.vocab)[0].nonzero().view(-1)
+        ids = allowed_ids(bitmask[0], self.vocab)
         self._grammar(start)
         return ids
 
@@ -122,6 +134,7 @@ class FastDecoder:
         draft = seq.feed[1:]
         if j < len(draft) and token == draft[j]:
             seq.length += 1          # its keys/values were computed in this pass
+            self.stats["copy_kept"] += j >= seq.forced
             return True
         seq.feed = [token] + self._draft(seq, max_new)
         return False
@@ -144,12 +157,24 @@ class FastDecoder:
         return len(seq.out) < max_new
 
     def _draft(self, seq: _Seq, max_new: int) -> list[int]:
+        """The grammar's forced tokens, then what the document has next (`_copy.py`).
+
+        Copy drafts are guesses, and a pass of many rows is bound by compute, so
+        the rows of a pass share `COPY_POSITIONS` guessed positions: a row alone
+        gets `copy` of them, a row of 16 two.
+        """
         room = max_new - len(seq.out) - 1
         if room <= 0:
             return []
         start = time.perf_counter()
         draft = seq.matcher.draft()[:room]
         self._grammar(start)
+        seq.forced = len(draft)
+        width = min(self.copy, room - len(draft), COPY_POSITIONS // self._rows)
+        if seq.copy is not None and width > 0:
+            copied = seq.copy.propose(seq.out + draft, width)
+            self.stats["copied"] += len(copied)
+            draft += copied
         return draft
 
     def _over(self, seq: _Seq, max_new: int) -> bool:
@@ -171,6 +196,7 @@ class FastDecoder:
         cache = self.runner.new_cache(min(batch_size, len(prompts)), longest + min(max_new_tokens, 128) + 1,
                                       limit=longest + max_new_tokens + 1)
         rows: list[_Seq | None] = [None] * cache.rows
+        self._rows = cache.rows
         while queue or any(rows):
             for r in range(len(rows)):  # waiting prompts take the free rows
                 if rows[r] is None and queue:
@@ -185,6 +211,7 @@ class FastDecoder:
                     break
                 cache.keep(live)  # nothing waits: shrink the batch to the live rows
                 rows = [rows[r] for r in live]
+                self._rows = len(rows)
             self._step(cache, rows, max_new_tokens)  # type: ignore[arg-type]
             self.stats["steps"] += 1
             self._finish(rows, results, max_new_tokens)
@@ -196,11 +223,12 @@ class FastDecoder:
     def _join(self, cache: KVCache, row: int, i: int, ids: list[int], compiled: CompiledGrammar,
               prefix_ids: list[int], prefix_cache: KVCache, max_new: int) -> _Seq:
         """Prefill prompt `i` into `row`, reusing the prefix cache, and pick its first token."""
-        seq = _Seq(i, compiled.matcher(), time.perf_counter())
         shared = 0
         limit = min(len(prefix_ids), len(ids) - 1)  # keep one token to prefill: its output picks token 1
         while shared < limit and ids[shared] == prefix_ids[shared]:
             shared += 1
+        # Copy drafts come from the document: the prompt past the shared instruction + schema.
+        seq = _Seq(i, compiled.matcher(), CopyDraft(ids[shared:]) if self.copy else None, time.perf_counter())
         cache.copy_prefix(prefix_cache, row, shared)
         device = self.runner.device
         hidden = self.runner.forward(cache, slice(row, row + 1), torch.tensor([ids[shared:]], device=device),

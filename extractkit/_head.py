@@ -7,21 +7,24 @@ decoding only needs the argmax over the tokens the grammar allows, so:
 - **a few allowed** (<= `SMALL`, e.g. digits inside a number): gather those
   rows of the head and score only them;
 - **open-ended** (string contents): the whole head is needed, but only its
-  argmax. The head is *screened* with a low-precision copy - int8 rows with
-  a per-row scale (`_int8.py`; half the bytes of bf16, ~2x faster than fp32
-  at batch 16 on an AVX2 CPU) or bf16 (fastest on avx512_bf16/AMX CPUs) - the
+  argmax. The head is *screened* with a low-precision copy - int8 weights
+  times int8 activations with a few outlier dims in fp32 (`_qint8.py`,
+  fbgemm: ~4x faster than weight-only int8 on an x86 CPU), int8 rows with a
+  per-row scale (`_int8.py`; half the bytes of bf16) or bf16 (fast on
+  avx512_bf16/AMX CPUs) - the
   `SCREEN` best candidates are rescored in fp32, and the winner is kept only
   if a rigorous error bound proves that no token outside them could beat it
   in fp32. Tokens the bound cannot rule out are rescored in fp32 too; only
   past `small` of them is the row scored in full fp32. So the pick is the
   fp32 pick - screening changes the cost, never the output.
 
-Which screen pays (int8, bf16 or none) is measured on the machine, once, at
+Which screen pays (qint8, int8, bf16 or none) is measured on the machine, once, at
 the first open-ended pick (`screen="auto"`), at 1 and 16 rows.
 
 Memory: a head loaded from a safetensors checkpoint is a file mapping. The
 screen copy is built a slice at a time and each fp32 slice's pages are handed
-back (`_pages.release`) once read, so screening keeps 168 MB (int8) or 335 MB
+back (`_pages.release`) once read, so screening keeps ~185 MB (qint8: the
+packed int8 head and its fp32 outlier columns), 168 MB (int8) or 335 MB
 (bf16) resident instead of the 671 MB fp32 head; afterwards only rescored and
 gathered rows come back.
 
@@ -35,6 +38,7 @@ both kernels, and both round their fp32 sum to bf16):
   with D the largest |w_i - q_i c| over the head, measured when it is built,
   and |q c| <= N' (largest dequantized row norm), |s - w.h| <= 1.01 (u N' |h| +
   D |h|_1) + 1.01 u |s|.
+- qint8: its own bound, in `_qint8.py`.
 With N the largest row norm, every token outside the candidates scores at most
 x + (that bound at x) where x is the best screen value outside them.
 """
@@ -46,12 +50,12 @@ from typing import Sequence
 
 import torch
 
-from . import _int8
+from . import _int8, _qint8
 from ._pages import is_file_backed, release
 
 SMALL = 4096    # at most this many allowed tokens: gather their head rows instead of the full matmul
 SCREEN = 32     # candidates the screen hands to the exact fp32 rescoring
-SCREENS = ("auto", "int8", "bf16", "off")
+SCREENS = ("auto", "qint8", "int8", "bf16", "off")
 # fp32 head rows read (rescoring, exact small picks) between handing a memory-mapped head's
 # pages back (~2 ms each). Counted in rows, not picks: at batch 16 one pick reads ~500 rows.
 _RELEASE_ROWS = 256
@@ -65,6 +69,8 @@ _SLACK = 1.05                  # int8 copy: fp32 accumulation (ours and the refe
 
 class _Screen:
     """A low-precision copy of the head, built slice by slice, with its error bound."""
+
+    gathers = True  # its rows can be indexed: small allowed sets are screened too
 
     def __init__(self, kind: str, weight: torch.Tensor, rows: slice | None = None):
         self.kind = kind
@@ -124,7 +130,8 @@ class Head:
         self.eos, self.small = eos, small
         # Screening is a low-precision shortcut to an fp32 answer; a head that is not fp32 is used as is.
         self.screen = screen if weight.dtype == torch.float32 else "off"
-        self._copy: _Screen | None = None
+        self._copy: _Screen | _qint8.QInt8Screen | None = None
+        self._outliers: torch.Tensor | None = None  # the qint8 screen's fp32 dims, from the first hidden states
         # Only a memory-mapped head has pages to hand back; an in-memory one is never scanned.
         self._mapped = is_file_backed(weight)
         self._touched = 0  # fp32 rows read since the head's pages were last handed back
@@ -132,7 +139,7 @@ class Head:
 
     @property
     def screening(self) -> bool:
-        return self.screen in ("int8", "bf16")
+        return self.screen in ("qint8", "int8", "bf16")
 
     # ------------------------------------------------------------ the one entry point
     def pick(self, hidden: torch.Tensor, allowed: Sequence[torch.Tensor]) -> list[int]:
@@ -161,6 +168,7 @@ class Head:
 
     # ------------------------------------------------------------ open-ended rows
     def _pick_wide(self, hidden: torch.Tensor, allowed: list[torch.Tensor]) -> list[int]:
+        self._pick_outliers(hidden)
         if self.screen == "auto":
             self.screen = self._choose_screen(hidden)
         if not self.screening:
@@ -183,8 +191,8 @@ class Head:
             rows = self.weight.index_select(0, device_ids)
             return int(ids[int(torch.argmax(rows @ hidden))])
 
-        if not self.screening or len(ids) <= SCREEN:
-            return exact()
+        if self.screen not in ("int8", "bf16") or len(ids) <= SCREEN:
+            return exact()  # no screen, or one whose rows cannot be gathered (qint8)
         values = self._screen().logits(hidden[None], device_ids)[0]
         return self._rescore(values, hidden, ids, exact)
 
@@ -233,10 +241,21 @@ class Head:
             release(part)
         return torch.cat(parts)
 
-    def _screen(self) -> _Screen:
+    def _screen(self):
         if self._copy is None:
-            self._copy = _Screen(self.screen, self.weight)
+            self._copy = self._build(self.screen)
         return self._copy
+
+    def _build(self, kind: str, rows: slice | None = None):
+        if kind == "qint8":
+            return _qint8.QInt8Screen(self.weight, self._outliers, rows)
+        return _Screen(kind, self.weight, rows)
+
+    def _pick_outliers(self, hidden: torch.Tensor) -> None:
+        """The qint8 screen's fp32 dims: the largest of these hidden states (Gemma's are the same
+        few for every token; another choice would only loosen the bound, never break it)."""
+        if self._outliers is None:
+            self._outliers = hidden.abs().mean(dim=0).topk(min(_qint8.OUTLIERS, hidden.shape[1])).indices
 
     def _choose_screen(self, hidden: torch.Tensor) -> str:
         """Time fp32 against each screen over a slice of the head at 1 and 16 rows, once per process.
@@ -250,11 +269,11 @@ class Head:
         one = hidden[:1]
         batch = one.expand(16, -1).contiguous()
         costs = {"off": self._time(lambda h: h @ fp32.T, one, batch)}
-        for kind in ("int8", "bf16"):
+        for kind in ("qint8", "int8", "bf16"):
             try:
-                screen = _Screen(kind, self.weight, rows)
+                screen = self._build(kind, rows)
                 costs[kind] = self._time(screen.logits, one, batch)
-            except RuntimeError:  # a kernel this build or device lacks
+            except (RuntimeError, AttributeError):  # a kernel this build or device lacks
                 continue
         release(fp32)
         best = min(costs, key=costs.get)

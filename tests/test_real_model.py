@@ -89,3 +89,18 @@ def test_cached_base_tokenizer_equals_transformers_own_load():
         (theirs.bos_token_id, theirs.eos_token_id, theirs.pad_token_id, theirs.padding_side)
     for text in ["Total: 1 342,10 €\n\nDate 5/3/2024", "<start_of_turn>user\nhi", " lead", ""]:
         assert ours(text)["input_ids"] == theirs(text)["input_ids"]
+
+
+def test_copy_drafts_are_confirmed_and_change_nothing(real_extractor):
+    # The fine-tuned model copies values out of the document, so some copy-drafted tokens must be
+    # confirmed; confirmed or not, the text is what decoding without them writes (fp32: exact).
+    from extractkit import ExtractConfig, Extractor
+
+    extractor = Extractor.from_pretrained(numerics="fp32", config=ExtractConfig(max_new_tokens=256))
+    text = (EXAMPLES / "receipt.txt").read_text()
+    copied = list(extractor.extract_many([text], Receipt))[0]  # the engine's default: copy drafts on
+    fast = extractor.backend._fast
+    kept, fast.copy = fast.stats["copy_kept"], 0
+    plain = list(extractor.extract_many([text], Receipt))[0]
+    assert copied.raw == plain.raw and copied.error is None
+    assert kept > 0 and fast.stats["copy_kept"] == kept
