@@ -9,7 +9,7 @@ decoding only needs the argmax over the tokens the grammar allows, so:
 - **open-ended** (string contents): the whole head is needed, but only its
   argmax. The head is *screened* with a low-precision copy - int8 weights
   times int8 activations with a few outlier dims in fp32 (`_qint8.py`,
-  fbgemm: ~4x faster than weight-only int8 on an x86 CPU), int8 rows with a
+  fbgemm: ~2.5x faster than weight-only int8 at 16 rows on an x86 CPU), int8 rows with a
   per-row scale (`_int8.py`; half the bytes of bf16) or bf16 (fast on
   avx512_bf16/AMX CPUs) - the
   `SCREEN` best candidates are rescored in fp32, and the winner is kept only

@@ -4,8 +4,8 @@
 head and proves the fp32 winner with an error bound. Weight-only int8
 (`_int8.py`) converts every weight back to bf16 inside its kernel; fbgemm's
 dynamic quantized linear (torch's x86 int8 backend) multiplies int8 by int8
-with integer sums instead, ~4x faster at 16 rows on an AVX2 CPU (36 vs 159 ms,
-13 vs 32 ms at one row).
+with integer sums instead: 53 vs 142 ms a pass over the head at 16 rows on a
+2-core AVX2 CPU, 28 vs 31 ms at one row (`bench/bench_screens.py`).
 
 Quantizing the *activations* is what a bound must survive. Gemma's final hidden
 state has a few dimensions tens of times larger than the rest (the same few for
@@ -23,8 +23,8 @@ so that term is at most |q c|_1 m / 127; weight rounding adds at most
 min(D |r|_1, E |r|_2) (D: largest |w - q c|, E: largest row norm of w - q c,
 measured when built); integer sums are exact and fp32 rounding of the scales,
 of the fp32 outlier part and of the division is far below 1% of those.
-On 316 real open-ended hidden states this leaves a median of 0 tokens (p90 0)
-to rescore beyond the 32 candidates.
+On 316 real open-ended hidden states this leaves a median of 0 tokens (p90 0,
+max 374) to rescore beyond the 32 candidates; with no fp32 dims, median 208.
 
 Opt-in (`Head(screen="qint8")`), not chosen by "auto": fbgemm's packed rows take
 ~265 MB for the 168 MB of int8 (its blocked layout), and quantizing + packing
