@@ -71,8 +71,6 @@ _SLACK = 1.05                  # int8 copy: fp32 accumulation (ours and the refe
 class _Screen:
     """A low-precision copy of the head, built slice by slice, with its error bound."""
 
-    gathers = True  # its rows can be indexed: small allowed sets are screened too
-
     def __init__(self, kind: str, weight: torch.Tensor, rows: slice | None = None):
         self.kind = kind
         weight = weight if rows is None else weight[rows]
@@ -132,7 +130,6 @@ class Head:
         # Screening is a low-precision shortcut to an fp32 answer; a head that is not fp32 is used as is.
         self.screen = screen if weight.dtype == torch.float32 else "off"
         self._copy: _Screen | _qint8.QInt8Screen | None = None
-        self._outliers: torch.Tensor | None = None  # the qint8 screen's fp32 dims, from the first hidden states
         # Only a memory-mapped head has pages to hand back; an in-memory one is never scanned.
         self._mapped = is_file_backed(weight)
         self._touched = 0  # fp32 rows read since the head's pages were last handed back
@@ -169,14 +166,13 @@ class Head:
 
     # ------------------------------------------------------------ open-ended rows
     def _pick_wide(self, hidden: torch.Tensor, allowed: list[torch.Tensor]) -> list[int]:
-        self._pick_outliers(hidden)
         if self.screen == "auto":
             self.screen = self._choose_screen(hidden)
         if not self.screening:
             logits = hidden @ self.weight.T
             self.stats["full"] += len(allowed)
             return [_argmax(logits[r], ids) for r, ids in enumerate(allowed)]
-        screened = self._screen().logits(hidden)
+        screened = self._screen(hidden).logits(hidden)
         return [self._rescore(screened[r][ids.to(screened.device)], hidden[r], ids,
                               lambda h=hidden[r], ids=ids: _argmax(self._full_logits(h), ids))
                 for r, ids in enumerate(allowed)]
@@ -242,21 +238,19 @@ class Head:
             release(part)
         return torch.cat(parts)
 
-    def _screen(self):
+    def _screen(self, hidden: torch.Tensor | None = None):
+        """The screen copy, built at first use (the first open-ended pick passes its hidden states)."""
         if self._copy is None:
-            self._copy = self._build(self.screen)
+            self._copy = self._build(self.screen, hidden=hidden)
         return self._copy
 
-    def _build(self, kind: str, rows: slice | None = None):
+    def _build(self, kind: str, rows: slice | None = None, hidden: torch.Tensor | None = None):
         if kind == "qint8":
-            return _qint8.QInt8Screen(self.weight, self._outliers, rows)
+            # Its fp32 dims: the largest of the first hidden states (Gemma's are the same few for
+            # every token; another choice would only loosen the bound, never break it).
+            outliers = hidden.abs().mean(dim=0).topk(min(_qint8.OUTLIERS, hidden.shape[1])).indices
+            return _qint8.QInt8Screen(self.weight, outliers, rows)
         return _Screen(kind, self.weight, rows)
-
-    def _pick_outliers(self, hidden: torch.Tensor) -> None:
-        """The qint8 screen's fp32 dims: the largest of these hidden states (Gemma's are the same
-        few for every token; another choice would only loosen the bound, never break it)."""
-        if self._outliers is None:
-            self._outliers = hidden.abs().mean(dim=0).topk(min(_qint8.OUTLIERS, hidden.shape[1])).indices
 
     def _choose_screen(self, hidden: torch.Tensor) -> str:
         """Time fp32 against each screen over a slice of the head at 1 and 16 rows, once per process.
@@ -275,7 +269,7 @@ class Head:
         for kind in ("int8", "bf16"):
             try:
                 costs[kind] = self._time(self._build(kind, rows).logits, one, batch)
-            except (RuntimeError, AttributeError):  # a kernel this build or device lacks
+            except RuntimeError:  # a kernel this build or device lacks
                 continue
         release(fp32)
         best = min(costs, key=costs.get)

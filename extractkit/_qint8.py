@@ -51,10 +51,10 @@ def available(device: torch.device) -> bool:
 
 
 class QInt8Screen:
-    """Screen values and their error bound for a [vocab, hidden] fp32 head, built slice by slice."""
+    """Screen values and their error bound for a [vocab, hidden] fp32 head, built slice by slice.
 
-    kind = "qint8"
-    gathers = False  # a packed fbgemm weight cannot be indexed by rows: small sets are scored in fp32
+    Its packed rows cannot be indexed, so `Head` scores small allowed sets from the fp32 rows.
+    """
 
     def __init__(self, weight: torch.Tensor, outliers: torch.Tensor, rows: slice | None = None):
         if not available(weight.device):
@@ -76,8 +76,8 @@ class QInt8Screen:
     def _pack(self, rest: torch.Tensor) -> object:
         scale = (rest.abs().amax(dim=1) / 127).clamp_min(1e-30).double()
         with warnings.catch_warnings():
-            # torch 2.13 marks its quantized tensor types for removal in a future release; where
-            # they are gone this raises, and the head times the other screens instead (`_head`).
+            # torch 2.13 marks its quantized tensor types for removal in a future release (the
+            # screen is opt-in; where they are gone, asking for it raises).
             warnings.simplefilter("ignore", UserWarning)
             q = torch.quantize_per_channel(rest, scale, torch.zeros(len(rest), dtype=torch.long), 0, torch.qint8)
         dequantized = q.dequantize()

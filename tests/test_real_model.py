@@ -91,7 +91,7 @@ def test_cached_base_tokenizer_equals_transformers_own_load():
         assert ours(text)["input_ids"] == theirs(text)["input_ids"]
 
 
-def test_copy_drafts_are_confirmed_and_change_nothing(real_extractor):
+def test_copy_drafts_are_confirmed_and_change_nothing():
     # The fine-tuned model copies values out of the document, so some copy-drafted tokens must be
     # confirmed; confirmed or not, the text is what decoding without them writes (fp32: exact).
     from extractkit import ExtractConfig, Extractor
