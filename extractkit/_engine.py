@@ -24,7 +24,7 @@ with less work:
   pass (a batch-16 pass is compute-bound: an unconfirmed position costs FLOPs).
 - **Mask-aware head** (`_head.py`): one allowed token costs no logits, a few
   cost only their rows of the 262k x 640 head, open-ended positions are
-  screened in low precision (int8, bf16; qint8 when asked) and rescored exactly in fp32.
+  screened in low precision (int8, bf16; qint8 for batches) and rescored exactly in fp32.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ decoding only needs the argmax over the tokens the grammar allows, so:
 - **open-ended** (string contents): the whole head is needed, but only its
   argmax. The head is *screened* with a low-precision copy - int8 weights
   times int8 activations with a few outlier dims in fp32 (`_qint8.py`,
-  fbgemm: ~2.5x faster than weight-only int8 at 16 rows on an x86 CPU), int8 rows with a
+  fbgemm: 3-5x faster than weight-only int8 at 16 rows on an x86 CPU), int8 rows with a
   per-row scale (`_int8.py`; half the bytes of bf16) or bf16 (fast on
   avx512_bf16/AMX CPUs) - the
   `SCREEN` best candidates are rescored in fp32, and the winner is kept only
@@ -18,14 +18,14 @@ decoding only needs the argmax over the tokens the grammar allows, so:
   past `small` of them is the row scored in full fp32. So the pick is the
   fp32 pick - screening changes the cost, never the output.
 
-Which screen pays (int8, bf16 or none) is measured on the machine, once, at
-the first open-ended pick (`screen="auto"`), at 1 and 16 rows; qint8 is taken
-only when asked for (its memory and build time, `_qint8.py`).
+Which screen pays (qint8, int8, bf16 or none) is measured on the machine,
+once, at the first open-ended pick (`screen="auto"`), at 1 and 16 rows; qint8
+is a candidate only when that pick is a batch of rows (its build time).
 
 Memory: a head loaded from a safetensors checkpoint is a file mapping. The
 screen copy is built a slice at a time and each fp32 slice's pages are handed
-back (`_pages.release`) once read, so screening keeps ~185 MB (qint8: the
-packed int8 head and its fp32 outlier columns), 168 MB (int8) or 335 MB
+back (`_pages.release`) once read, so screening keeps ~270 MB (qint8: the
+packed int8 part and its 128 fp32 columns), 168 MB (int8) or 335 MB
 (bf16) resident instead of the 671 MB fp32 head; afterwards only rescored and
 gathered rows come back.
 
@@ -248,8 +248,7 @@ class Head:
         if kind == "qint8":
             # Its fp32 dims: the largest of the first hidden states (Gemma's are the same few for
             # every token; another choice would only loosen the bound, never break it).
-            outliers = hidden.abs().mean(dim=0).topk(min(_qint8.OUTLIERS, hidden.shape[1])).indices
-            return _qint8.QInt8Screen(self.weight, outliers, rows)
+            return _qint8.QInt8Screen(self.weight, _qint8.fp32_dims(hidden), rows)
         return _Screen(kind, self.weight, rows)
 
     def _choose_screen(self, hidden: torch.Tensor) -> str:
@@ -258,17 +257,19 @@ class Head:
         A slice (4 x `_SLICE` rows), not the whole head: reading all of a file-backed
         fp32 head would bring its 671 MB back just to time it. Batch sizes matter:
         on an AVX2 CPU bf16 beats fp32 at 1 row and loses at 16, int8 wins at both.
+        qint8 is a candidate only when the first open-ended pass is a batch (several
+        rows): it takes ~3 s to build and ~100 MB more than int8, which one document
+        at a time does not earn back (the first result would wait for it).
         """
         rows = slice(0, min(4 * _SLICE, self.weight.shape[0]))
         fp32 = self.weight[rows]
         one = hidden[:1]
         batch = one.expand(16, -1).contiguous()
         costs = {"off": self._time(lambda h: h @ fp32.T, one, batch)}
-        # qint8 is faster still but only when asked for (screen="qint8"): its packed head holds
-        # ~110 MB more and takes ~6 s to build, which broke the 1.5 GB and cold-start budgets.
-        for kind in ("int8", "bf16"):
+        kinds = ("qint8", "int8", "bf16") if len(hidden) > 1 and _qint8.available(hidden.device) else ("int8", "bf16")
+        for kind in kinds:
             try:
-                costs[kind] = self._time(self._build(kind, rows).logits, one, batch)
+                costs[kind] = self._time(self._build(kind, rows, hidden).logits, one, batch)
             except RuntimeError:  # a kernel this build or device lacks
                 continue
         release(fp32)

@@ -4,16 +4,16 @@
 head and proves the fp32 winner with an error bound. Weight-only int8
 (`_int8.py`) converts every weight back to bf16 inside its kernel; fbgemm's
 dynamic quantized linear (torch's x86 int8 backend) multiplies int8 by int8
-with integer sums instead: 53 vs 142 ms a pass over the head at 16 rows on a
-2-core AVX2 CPU, 28 vs 31 ms at one row (`bench/bench_screens.py`).
+with integer sums instead: a pass over the head at 16 rows takes a fifth of
+the weight-only kernel's time on a 2-core AVX2 CPU (`bench/bench_screens.py`).
 
 Quantizing the *activations* is what a bound must survive. Gemma's final hidden
 state has a few dimensions tens of times larger than the rest (the same few for
 every token), and one int8 scale per row would then be coarse for all the
-others. So the `OUTLIERS` largest dimensions of the first hidden states seen
-are taken out and multiplied in fp32 (a 262k x 16 slice of the head, 17 MB),
-and each row's remaining dimensions are divided by their largest magnitude
-before fbgemm quantizes them: every row spans [-1, 1], so fbgemm's per-call
+others. So the `FP32` largest dimensions of the first hidden states seen are
+taken out and multiplied in fp32 (a 16 x 262k slice of the head, 17 MB), and
+each row's remaining dimensions are divided by their largest magnitude before
+fbgemm quantizes them: every row spans [-1, 1], so fbgemm's per-call
 activation scale is at most 2/127 (it uses 0..127 with reduce_range) for any
 mix of rows, and a row's result does not depend on the others' sizes.
 
@@ -21,15 +21,18 @@ The bound, per token with quantized row q c (per-row scale c) and rest-of-h
 r (largest magnitude m): activation rounding moves each r_j by at most m/127,
 so that term is at most |q c|_1 m / 127; weight rounding adds at most
 min(D |r|_1, E |r|_2) (D: largest |w - q c|, E: largest row norm of w - q c,
-measured when built); integer sums are exact and fp32 rounding of the scales,
-of the fp32 outlier part and of the division is far below 1% of those.
-On 316 real open-ended hidden states this leaves a median of 0 tokens (p90 0,
-max 374) to rescore beyond the 32 candidates; with no fp32 dims, median 208.
+measured when built); integer sums are exact, the fp32 part's sums are off by
+at most (dims x 2^-23) |w_F| |h_F|, and rounding of the scales and of the
+division is far below 1% of the rest (`_SLACK`). On 316 real open-ended hidden
+states this leaves a median of 0 tokens (p90 0) to rescore beyond the 32
+candidates; with no fp32 dims, a median of 208.
 
-Opt-in (`Head(screen="qint8")`), not chosen by "auto": fbgemm's packed rows take
-~265 MB for the 168 MB of int8 (its blocked layout), and quantizing + packing
-the head takes ~6 s on 2 cores against ~0.8 s for the weight-only int8 copy, so
-as the default it pushed one-document peak memory past 1.5 GB and cold start up.
+Memory: fbgemm packs a weight in blocks of 512 input dims and pads the last
+with zeros, so the 624 int8 dims take 1,024: ~265 MB for the 262k rows (168 MB
+of int8). Moving 128 dims to fp32 to fill one block exactly would halve that,
+but MKL multiplies a 128 x 262k fp32 slice no faster than fbgemm the padding
+(~30 ms at 16 rows), so the padding stays. The head takes this screen for
+batches only: building it (~3-6 s on 2 cores) does not pay one document at a time.
 """
 
 from __future__ import annotations
@@ -40,14 +43,19 @@ import torch
 
 from ._pages import release
 
-OUTLIERS = 16   # hidden dimensions multiplied in fp32 instead of int8
+FP32 = 16       # the largest hidden dims, multiplied in fp32 instead of int8
 _SLICE = 16384  # head rows per packed fbgemm weight: the fp32 source is read and released slice by slice
-_SLACK = 1.02   # fp32 rounding of scales, division and the fp32 part, and the scale's choice, with room
+_SLACK = 1.02   # fp32 rounding of scales and division, and the scale's choice, with room
 
 
 def available(device: torch.device) -> bool:
     """fbgemm is torch's x86 CPU int8 backend; elsewhere the other screens are used."""
     return device.type == "cpu" and "fbgemm" in torch.backends.quantized.supported_engines
+
+
+def fp32_dims(hidden: torch.Tensor) -> torch.Tensor:
+    """The dims of hidden states [n, d] to multiply in fp32: the `FP32` largest on average."""
+    return hidden.abs().mean(dim=0).topk(min(FP32, hidden.shape[1] - 1)).indices.sort().values
 
 
 class QInt8Screen:
@@ -56,28 +64,29 @@ class QInt8Screen:
     Its packed rows cannot be indexed, so `Head` scores small allowed sets from the fp32 rows.
     """
 
-    def __init__(self, weight: torch.Tensor, outliers: torch.Tensor, rows: slice | None = None):
+    def __init__(self, weight: torch.Tensor, fp32: torch.Tensor, rows: slice | None = None):
         if not available(weight.device):
             raise RuntimeError("the qint8 screen needs torch's fbgemm backend on an x86 CPU")
         weight = weight if rows is None else weight[rows]
-        self.outliers = outliers.to(weight.device)
+        self.dims = fp32.to(weight.device)              # multiplied in fp32
         self.rest = torch.ones(weight.shape[1], dtype=torch.bool, device=weight.device)
-        self.rest[self.outliers] = False
-        self.fp32 = torch.empty((weight.shape[0], len(self.outliers)), dtype=weight.dtype)
+        self.rest[self.dims] = False                    # multiplied in int8 x int8 (zeroed elsewhere)
+        # [dims, vocab]: the layout MKL multiplies fastest from 16 rows of hidden states.
+        self.fp32 = torch.empty((len(self.dims), weight.shape[0]), dtype=weight.dtype)
         self.packed: list[object] = []
         self.norm1 = self.error = self.error_norm = 0.0  # largest |q c|_1, |w - q c|, |w - q c|_2
         for start in range(0, weight.shape[0], _SLICE):
             part = weight[start:start + _SLICE]
-            self.fp32[start:start + len(part)] = part[:, self.outliers]
+            self.fp32[:, start:start + len(part)] = part[:, self.dims].T
             self.packed.append(self._pack(part * self.rest))
             release(part)
-        self.fp32_norm = float(self.fp32.norm(dim=1).max())
+        self.fp32_norm = float(self.fp32.norm(dim=0).max())
 
     def _pack(self, rest: torch.Tensor) -> object:
         scale = (rest.abs().amax(dim=1) / 127).clamp_min(1e-30).double()
         with warnings.catch_warnings():
-            # torch 2.13 marks its quantized tensor types for removal in a future release (the
-            # screen is opt-in; where they are gone, asking for it raises).
+            # torch 2.13 marks its quantized tensor types for removal in a future release; where
+            # they are gone, building raises and the head keeps the other screens.
             warnings.simplefilter("ignore", UserWarning)
             q = torch.quantize_per_channel(rest, scale, torch.zeros(len(rest), dtype=torch.long), 0, torch.qint8)
         dequantized = q.dequantize()
@@ -88,7 +97,7 @@ class QInt8Screen:
         return torch.ops.quantized.linear_prepack(q, None)
 
     def _split(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(hidden with the outlier dims zeroed, each row's largest remaining magnitude [n, 1])."""
+        """(hidden with the fp32 dims zeroed, each row's largest remaining magnitude [n, 1])."""
         rest = hidden * self.rest
         return rest, rest.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)
 
@@ -98,8 +107,9 @@ class QInt8Screen:
             raise ValueError("the qint8 screen scores the whole head only")
         rest, top = self._split(hidden)
         unit = (rest / top).contiguous()
-        parts = [torch.ops.quantized.linear_dynamic(unit, packed, True) for packed in self.packed]
-        return torch.cat(parts, dim=1) * top + hidden[:, self.outliers] @ self.fp32.T
+        out = torch.cat([torch.ops.quantized.linear_dynamic(unit, packed, True) for packed in self.packed], dim=1)
+        # In place: out-of-place scaling and adding of [16, 262k] values cost as much as fbgemm's pass.
+        return out.mul_(top).addmm_(hidden[:, self.dims], self.fp32)
 
     def bound(self, hidden: torch.Tensor, value: float) -> float:
         """How far above its screen value `value` a token's fp32 score can be, for this hidden row."""
@@ -107,6 +117,6 @@ class QInt8Screen:
         rest = rest[0]
         weights = min(self.error * float(rest.abs().sum()), self.error_norm * float(rest.norm()))
         activations = self.norm1 * float(top) / 127
-        # fp32 sums of the outlier part: at most (terms x unit roundoff) x |w_O| |h_O|.
-        outliers = len(self.outliers) * 2.0 ** -23 * self.fp32_norm * float(hidden[self.outliers].norm())
-        return _SLACK * (weights + activations) + outliers + 1e-5 * abs(value)
+        # fp32 sums of the fp32 part: at most (terms x unit roundoff) x |w_F| |h_F|.
+        exact = len(self.dims) * 2.0 ** -23 * self.fp32_norm * float(hidden[self.dims].norm())
+        return _SLACK * (weights + activations) + exact + 1e-5 * abs(value)

@@ -104,7 +104,26 @@ def test_int8_screen_bound_holds_for_every_token(weight):
 def test_auto_chooses_a_screen_by_measurement(weight):
     head = Head(weight, eos=1, screen="auto")
     head.pick(torch.randn(1, HIDDEN), [torch.arange(VOCAB)])
-    assert head.screen in ("int8", "bf16", "off")  # qint8 only when asked for
+    assert head.screen in ("int8", "bf16", "off")  # one row: qint8's build would not pay
+
+
+def test_auto_times_qint8_for_a_batch(weight, monkeypatch):
+    """A first open-ended pass of several rows makes qint8 a candidate; the choice is the cheapest."""
+    from extractkit._qint8 import QInt8Screen
+
+    timed = []
+
+    def cost(run, one, batch):  # qint8 "measures" cheapest: the choice follows the timings
+        timed.append(run)
+        return 0.0 if isinstance(getattr(run, "__self__", None), QInt8Screen) else 1.0
+
+    monkeypatch.setattr(Head, "_time", staticmethod(cost))
+    head = Head(weight, eos=1, screen="auto")
+    generator = torch.Generator().manual_seed(6)
+    hidden = torch.randn(3, HIDDEN, generator=generator)
+    picks = head.pick(hidden, [torch.arange(VOCAB)] * 3)
+    assert head.screen == "qint8" and len(timed) == 4  # fp32, qint8, int8, bf16
+    assert picks == [reference(weight, h, torch.arange(VOCAB)) for h in hidden]
 
 
 def test_qint8_screen_bound_holds_for_every_token(weight):
@@ -115,7 +134,7 @@ def test_qint8_screen_bound_holds_for_every_token(weight):
     generator = torch.Generator().manual_seed(5)
     hidden = torch.randn(8, HIDDEN, generator=generator)
     hidden[:, [3, 17, 40]] *= 40  # a few dimensions far larger than the rest, the same in every row
-    screen = QInt8Screen(weight, hidden.abs().mean(0).topk(4).indices)
+    screen = QInt8Screen(weight, hidden.abs().mean(0).topk(16).indices)
     values, exact = screen.logits(hidden), hidden @ weight.T
     for r in range(len(hidden)):
         gap, bound = (exact[r] - values[r]).abs(), screen.bound(hidden[r], float(values[r].abs().max()))
