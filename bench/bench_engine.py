@@ -15,6 +15,7 @@ Prompt: extractkit's (`render_prompt`). --threads torch threads (default 2).
   fast b1 bf16   the same with numerics="bf16" ("auto", the default, picks it on this CPU)
   fast bN bf16   extract_many with numerics="bf16"
   fast b1 int8 / fast bN int8   the same with numerics="int8" (weight-only int8 layers, opt-in)
+  fast b1 qint8 / fast bN qint8 the same with numerics="qint8" (int8 x int8 layers, fbgemm, opt-in)
   llama.cpp b1   only with --gguf FILE and llama-cpp-python installed (optional extra)
 
 Each row runs in its own process, so peak RSS and cold start are that row's.
@@ -36,8 +37,8 @@ from pathlib import Path
 
 STARTED = time.perf_counter()
 REPO = Path(__file__).resolve().parents[1]
-ROWS = ("outlines b1", "generate b1", "fast b1", "fast b1 bf16", "fast b1 int8", "fast bN", "fast bN bf16",
-        "fast bN int8", "llama.cpp b1")
+ROWS = ("outlines b1", "generate b1", "fast b1", "fast b1 bf16", "fast b1 int8", "fast b1 qint8", "fast bN",
+        "fast bN bf16", "fast bN int8", "fast bN qint8", "llama.cpp b1")
 
 
 def documents(args) -> list[tuple[str, str]]:
@@ -63,7 +64,7 @@ def worker(row: str, args) -> dict:
     from extractkit._schema import load_schema
 
     decoder = "generate" if row == "generate b1" else "fast"
-    numerics = row.split()[-1] if row.split()[-1] in ("bf16", "int8") else "fp32"
+    numerics = row.split()[-1] if row.split()[-1] in ("bf16", "int8", "qint8") else "fp32"
     batch = 1 if "b1" in row.split() else args.batch_size
     extractor = Extractor.from_pretrained(decoder=decoder, numerics=numerics,
                                           config=ExtractConfig(max_new_tokens=args.max_new_tokens))

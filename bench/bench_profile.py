@@ -71,6 +71,7 @@ def main() -> None:
     timed(fast.runner, "forward", width)
     timed(fast.head, "pick", "head: pick")
     timed(fast.head, "_rescore", "head: rescore (in pick)")
+    timed(fast.head, "_pick_near", "head: near-top proof (in pick)")
     timed(fast, "_allowed", "grammar: allowed ids")
     timed(_gemma, "_attend", lambda q, *a: "attention (in passes)" + (", prefill" if q.shape[2] > 8 else ""))
     if fast.head._copy is not None:  # the screen is built at the warm-up's first open-ended pick

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from transformers.models.gemma3.modeling_gemma3 import apply_rotary_pos_emb
 
-from . import _int8
+from . import _int8, _qint8
 from ._kvcache import KVCache, attention_views
 from ._pages import release, trim
 
@@ -29,8 +29,8 @@ def supports(hf_model: Any) -> bool:
 
 
 # The decoder layers' matmuls; norms, attention and the residual stay fp32. "int8" (weight-only,
-# per-row scales) is opt-in: "auto" only ever picks between fp32 and bf16.
-NUMERICS = ("auto", "fp32", "bf16", "int8")
+# per-row scales) and "qint8" (int8 x int8, fbgemm) are opt-in: "auto" only picks fp32 or bf16.
+NUMERICS = ("auto", "fp32", "bf16", "int8", "qint8")
 
 
 def choose_numerics(device: torch.device) -> str:
@@ -62,7 +62,11 @@ class GemmaRunner:
     from bf16 copies of their weights; numerics="int8" runs them from int8
     copies with a bf16 scale per output row (`torch._weight_int8pack_mm`, bf16
     activations, fp32 sums: a quarter of fp32's bytes, which pays where decoding
-    is bound by memory - one document at a time on a CPU without bf16).
+    is bound by memory - one document at a time on a CPU without bf16);
+    numerics="qint8" multiplies int8 weights by int8 activations with integer
+    sums (fbgemm, x86), each token's activations with their own scale and the
+    16 largest input dims of the first call in fp32 (`_qint8.QLinear`), which
+    is also fast at batch sizes where the weight-only kernel is compute-bound.
     Everything between the projections stays fp32. Both can change an output
     where two tokens nearly tie, so "fp32" is the one that is exact against
     generate(); "auto" takes bf16 where it measures faster (its accuracy delta
@@ -85,8 +89,12 @@ class GemmaRunner:
             numerics = "fp32"  # "fp32" means: the modules as loaded
         elif numerics == "auto":
             numerics = choose_numerics(self.head.device)
+        if numerics == "qint8" and not _qint8.available(self.head.device):
+            raise RuntimeError("numerics='qint8' needs torch's fbgemm backend on an x86 CPU")
         self.numerics = numerics
         self._low: dict[int, tuple[torch.Tensor, ...]] = {}  # id(Linear) -> (bf16 weight,) or (int8, scales)
+        self._q: dict[int, _qint8.QLinear] = {}  # qint8: id(Linear) -> its int8 x int8 form, built at first call
+        self._own = own_weights
         if numerics in ("bf16", "int8"):
             for module in self.body.modules():
                 if isinstance(module, torch.nn.Linear):
@@ -101,6 +109,8 @@ class GemmaRunner:
                 trim()  # the freed fp32 weights' heap space back to the OS
 
     def _linear(self, module: Any, x: torch.Tensor) -> torch.Tensor:
+        if self.numerics == "qint8":
+            return self._qlinear(module, x)
         low = self._low.get(id(module))
         if low is None:
             return _fp32_linear(module, x)
@@ -108,6 +118,22 @@ class GemmaRunner:
             out = F.linear(x.to(torch.bfloat16), low[0]).float()
         else:
             out = _int8.matmul(x, *low)
+        return out if module.bias is None else out + module.bias
+
+    def _qlinear(self, module: Any, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        q = self._q.get(id(module))
+        if q is None:
+            # Built at the first call (the shared prefix's prefill): its fp32 dims are the inputs'
+            # largest on average there - the few outlier channels every token shares.
+            q = self._q[id(module)] = _qint8.QLinear(module.weight.detach(), _qint8.fp32_dims(flat))
+            if self._own:  # nobody else runs this model: the fp32 weight can go
+                old = module.weight.data
+                module.weight = torch.nn.Parameter(old.new_empty(0), requires_grad=False)
+                release(old)
+                if len(self._q) == 7 * self.config.num_hidden_layers:
+                    trim()
+        out = q(flat).view(*x.shape[:-1], -1)
         return out if module.bias is None else out + module.bias
 
     @property

@@ -58,6 +58,60 @@ def fp32_dims(hidden: torch.Tensor) -> torch.Tensor:
     return hidden.abs().mean(dim=0).topk(min(FP32, hidden.shape[1] - 1)).indices.sort().values
 
 
+class QLinear:
+    """x @ W^T for x [n, in] with W's int8 rows times int8 activations (fbgemm), `dims` of x in fp32.
+
+    Each row of x is scaled into [-1, 1] (outside `dims`) before fbgemm quantizes it and scaled
+    back after, so every row (token) gets its own activation scale. Built a slice of `_SLICE`
+    rows at a time; with `measure`, records the quantization's error for a bound (the screen).
+    """
+
+    def __init__(self, weight: torch.Tensor, dims: torch.Tensor, measure: bool = False):
+        if not available(weight.device):
+            raise RuntimeError("int8 x int8 needs torch's fbgemm backend on an x86 CPU")
+        self.dims = dims.to(weight.device)              # multiplied in fp32
+        self.rest = torch.ones(weight.shape[1], dtype=torch.bool, device=weight.device)
+        self.rest[self.dims] = False                    # multiplied in int8 x int8 (zeroed elsewhere)
+        # [dims, rows]: the layout MKL multiplies fastest from 16 rows of hidden states.
+        self.fp32 = torch.empty((len(self.dims), weight.shape[0]), dtype=weight.dtype)
+        self.packed: list[object] = []
+        self.measure = measure
+        self.norm1 = self.error = self.error_norm = 0.0  # largest |q c|_1, |w - q c|, |w - q c|_2
+        for start in range(0, weight.shape[0], _SLICE):
+            part = weight[start:start + _SLICE]
+            self.fp32[:, start:start + len(part)] = part[:, self.dims].T
+            self.packed.append(self._pack(part * self.rest))
+            release(part)
+
+    def _pack(self, rest: torch.Tensor) -> object:
+        scale = (rest.abs().amax(dim=1) / 127).clamp_min(1e-30).double()
+        with warnings.catch_warnings():
+            # torch 2.13 marks its quantized tensor types for removal in a future release; where
+            # they are gone, building raises and the callers keep their other kernels.
+            warnings.simplefilter("ignore", UserWarning)
+            q = torch.quantize_per_channel(rest, scale, torch.zeros(len(rest), dtype=torch.long), 0, torch.qint8)
+        if self.measure:
+            dequantized = q.dequantize()
+            self.norm1 = max(self.norm1, float(dequantized.abs().sum(dim=1).max()))
+            error = dequantized - rest
+            self.error = max(self.error, float(error.abs().max()))
+            self.error_norm = max(self.error_norm, float(error.norm(dim=1).max()))
+        return torch.ops.quantized.linear_prepack(q, None)
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x with the fp32 dims zeroed, each row's largest remaining magnitude [n, 1])."""
+        rest = x * self.rest
+        return rest, rest.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        rest, top = self.split(x)
+        unit = (rest / top).contiguous()
+        parts = [torch.ops.quantized.linear_dynamic(unit, packed, True) for packed in self.packed]
+        out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        # In place: out-of-place scaling and adding of [16, 262k] values cost as much as fbgemm's pass.
+        return out.mul_(top).addmm_(x[:, self.dims], self.fp32)
+
+
 class QInt8Screen:
     """Screen values and their error bound for a [vocab, hidden] fp32 head, built slice by slice.
 
@@ -65,58 +119,22 @@ class QInt8Screen:
     """
 
     def __init__(self, weight: torch.Tensor, fp32: torch.Tensor, rows: slice | None = None):
-        if not available(weight.device):
-            raise RuntimeError("the qint8 screen needs torch's fbgemm backend on an x86 CPU")
-        weight = weight if rows is None else weight[rows]
-        self.dims = fp32.to(weight.device)              # multiplied in fp32
-        self.rest = torch.ones(weight.shape[1], dtype=torch.bool, device=weight.device)
-        self.rest[self.dims] = False                    # multiplied in int8 x int8 (zeroed elsewhere)
-        # [dims, vocab]: the layout MKL multiplies fastest from 16 rows of hidden states.
-        self.fp32 = torch.empty((len(self.dims), weight.shape[0]), dtype=weight.dtype)
-        self.packed: list[object] = []
-        self.norm1 = self.error = self.error_norm = 0.0  # largest |q c|_1, |w - q c|, |w - q c|_2
-        for start in range(0, weight.shape[0], _SLICE):
-            part = weight[start:start + _SLICE]
-            self.fp32[:, start:start + len(part)] = part[:, self.dims].T
-            self.packed.append(self._pack(part * self.rest))
-            release(part)
-        self.fp32_norm = float(self.fp32.norm(dim=0).max())
-
-    def _pack(self, rest: torch.Tensor) -> object:
-        scale = (rest.abs().amax(dim=1) / 127).clamp_min(1e-30).double()
-        with warnings.catch_warnings():
-            # torch 2.13 marks its quantized tensor types for removal in a future release; where
-            # they are gone, building raises and the head keeps the other screens.
-            warnings.simplefilter("ignore", UserWarning)
-            q = torch.quantize_per_channel(rest, scale, torch.zeros(len(rest), dtype=torch.long), 0, torch.qint8)
-        dequantized = q.dequantize()
-        self.norm1 = max(self.norm1, float(dequantized.abs().sum(dim=1).max()))
-        error = dequantized - rest
-        self.error = max(self.error, float(error.abs().max()))
-        self.error_norm = max(self.error_norm, float(error.norm(dim=1).max()))
-        return torch.ops.quantized.linear_prepack(q, None)
-
-    def _split(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(hidden with the fp32 dims zeroed, each row's largest remaining magnitude [n, 1])."""
-        rest = hidden * self.rest
-        return rest, rest.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)
+        self.linear = QLinear(weight if rows is None else weight[rows], fp32, measure=True)
+        self.fp32_norm = float(self.linear.fp32.norm(dim=0).max())
 
     def logits(self, hidden: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
         """Screen values [n, vocab] of hidden [n, d] (fp32)."""
         if ids is not None:
             raise ValueError("the qint8 screen scores the whole head only")
-        rest, top = self._split(hidden)
-        unit = (rest / top).contiguous()
-        out = torch.cat([torch.ops.quantized.linear_dynamic(unit, packed, True) for packed in self.packed], dim=1)
-        # In place: out-of-place scaling and adding of [16, 262k] values cost as much as fbgemm's pass.
-        return out.mul_(top).addmm_(hidden[:, self.dims], self.fp32)
+        return self.linear(hidden)
 
     def bound(self, hidden: torch.Tensor, value: float) -> float:
         """How far above its screen value `value` a token's fp32 score can be, for this hidden row."""
-        rest, top = self._split(hidden[None])
+        q = self.linear
+        rest, top = q.split(hidden[None])
         rest = rest[0]
-        weights = min(self.error * float(rest.abs().sum()), self.error_norm * float(rest.norm()))
-        activations = self.norm1 * float(top) / 127
+        weights = min(q.error * float(rest.abs().sum()), q.error_norm * float(rest.norm()))
+        activations = q.norm1 * float(top) / 127
         # fp32 sums of the fp32 part: at most (terms x unit roundoff) x |w_F| |h_F|.
-        exact = len(self.dims) * 2.0 ** -23 * self.fp32_norm * float(hidden[self.dims].norm())
+        exact = len(q.dims) * 2.0 ** -23 * self.fp32_norm * float(hidden[q.dims].norm())
         return _SLACK * (weights + activations) + exact + 1e-5 * abs(value)

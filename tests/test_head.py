@@ -42,7 +42,7 @@ def test_every_route_picks_the_fp32_argmax(weight, screen):
         for r, ids in enumerate(allowed[:-1]):
             assert picks[r] == reference(weight, hidden[r], ids)
     if screen in ("qint8", "int8", "bf16"):
-        assert head.stats["screened"] > 0
+        assert head.stats["near"] > 0  # proven from the allowed tokens near the screen's top
 
 
 @pytest.mark.parametrize("screen", ["qint8", "int8", "bf16"])
@@ -56,7 +56,8 @@ def test_near_ties_the_screen_cannot_settle_are_rescored(weight, screen, small):
     for k in range(2 * SCREEN):          # the screen cannot tell these apart; fp32 can
         tied[100 + k] = top * (1 + k * 1e-6)
     head = Head(tied, eos=1, screen=screen, small=small)
-    route = "widened" if small == SMALL else "fallback"
+    # All near the top are rescored - or, past `small` of them, the row is scored in full fp32.
+    route = "near" if small == SMALL else "fallback"
     everything = torch.arange(VOCAB)
     pick = head.pick(hidden[None], [everything])[0]
     assert pick == reference(tied, hidden, everything) == 100 + 2 * SCREEN - 1
@@ -66,8 +67,21 @@ def test_near_ties_the_screen_cannot_settle_are_rescored(weight, screen, small):
         few = few[: small]       # (the gather route only takes sets up to `small`)
     expected = reference(tied, hidden, few)
     assert head.pick(hidden[None], [few])[0] == expected
-    if small == SMALL:
-        assert expected == 100 + 2 * SCREEN - 1 and head.stats[route] == (1 if screen == "qint8" else 2)
+    if small == SMALL:  # the gathered set: the best 32, then every token the bound cannot rule out
+        assert expected == 100 + 2 * SCREEN - 1 and head.stats["widened"] == (0 if screen == "qint8" else 1)
+
+
+@pytest.mark.parametrize("screen", ["qint8", "int8"])
+def test_a_forbidden_top_falls_back_to_the_general_proof(weight, screen):
+    """The tokens nearest the screen's top are all forbidden: the near shortcut cannot prove the
+    pick, and the general proof over the allowed values does."""
+    hidden = torch.randn(HIDDEN, generator=torch.Generator().manual_seed(7))
+    tall = weight.clone()
+    tall[:8] = hidden / hidden.norm() * 10  # far above every other row
+    allowed = torch.arange(8, VOCAB)
+    head = Head(tall, eos=1, screen=screen)
+    assert head.pick(hidden[None], [allowed])[0] == reference(tall, hidden, allowed)
+    assert head.stats["near"] == 0 and head.stats["screened"] + head.stats["widened"] == 1
 
 
 def test_ties_go_to_the_lowest_id_like_argmax(weight):

@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("finetune/results"))
     parser.add_argument("--only", nargs="*", help="set name prefixes, e.g. sroie-dev unseen")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--numerics", choices=("auto", "fp32", "bf16", "int8"), default="fp32",
+    parser.add_argument("--numerics", choices=("auto", "fp32", "bf16", "int8", "qint8"), default="fp32",
                         help="the engine's layer matmuls (bf16: faster, outputs may differ)")
     parser.add_argument("--table", action="store_true", help="print the results table and exit")
     parser.add_argument("--breakdown", action="store_true", help="print --model's failures per form and field")
