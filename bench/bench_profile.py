@@ -1,8 +1,8 @@
 """Where a batch's time goes in the fast engine: prefill, decode passes by width, head, screen, grammar.
 
-    python bench/bench_profile.py --docs 24 --batch-size 16 [--copy 8] [--screen qint8]
+    python bench/bench_profile.py --docs 24 --batch-size 16 [--copy 8] [--screen qint8] [--numerics qint8]
 
-Loads the default model (base + bundled adapter, fp32), warms it on one SROIE
+Loads the default model (base + bundled adapter; --numerics, default fp32), warms it on one SROIE
 dev receipt, then decodes the first --docs receipts with timers wrapped around
 the runner's forward pass (prefill vs decode passes, by tokens per row), the
 attention kernel, the head's pick and its screen, the candidates' rescoring
@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--copy", type=int, default=None, help="copy-draft tokens per row (default: the engine's)")
     parser.add_argument("--screen", choices=("auto", "qint8", "int8", "bf16", "off"), default="auto",
                         help="the head's screen (default: what the engine chooses)")
+    parser.add_argument("--numerics", choices=("auto", "fp32", "bf16", "int8", "qint8"), default="fp32")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     import torch
@@ -41,7 +42,7 @@ def main() -> None:
 
     lines = (REPO / "finetune/data/sroie/dev.jsonl").read_text().splitlines()
     texts = [json.loads(x)["text"] for x in lines if x.strip()][: args.docs]
-    extractor = Extractor.from_pretrained(numerics="fp32", config=ExtractConfig(max_new_tokens=384))
+    extractor = Extractor.from_pretrained(numerics=args.numerics, config=ExtractConfig(max_new_tokens=384))
     schema = load_schema("receipt")
     extractor.extract(texts[0], schema)  # warm: grammar, prefix cache, head screen
     fast = extractor.backend._fast

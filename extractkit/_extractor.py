@@ -111,10 +111,10 @@ class Extractor:
         applies your own adapter (from `extractkit finetune`). `decoder="generate"`
         decodes through transformers' `generate()` instead of extractkit's engine
         (same outputs, slower; the reference the engine is tested against).
-        `numerics` is the engine's layer matmuls: "auto" (bf16 where this
-        machine runs it clearly faster, else fp32), "fp32" (token for token
-        what `generate()` gives), "bf16", "int8" (opt-in weight-only int8) or
-        "qint8" (opt-in int8 x int8 through fbgemm, x86 CPUs);
+        `numerics` is the engine's layer matmuls: "auto" (bf16 or qint8 where
+        this machine runs it clearly faster, else fp32), "fp32" (token for
+        token what `generate()` gives), "bf16", "qint8" (int8 x int8 through
+        fbgemm, x86 CPUs) or "int8" (opt-in weight-only int8);
         docs/performance.md has the speed and the accuracy deltas.
         """
         from ._transformers import TransformersBackend

@@ -28,30 +28,55 @@ def supports(hf_model: Any) -> bool:
     return getattr(hf_model.config, "model_type", "") in ("gemma3_text", "gemma3")
 
 
-# The decoder layers' matmuls; norms, attention and the residual stay fp32. "int8" (weight-only,
-# per-row scales) and "qint8" (int8 x int8, fbgemm) are opt-in: "auto" only picks fp32 or bf16.
+# The decoder layers' matmuls; norms, attention and the residual stay fp32. "auto" picks among
+# fp32, bf16 and qint8 (int8 x int8, fbgemm) by timing: the two low-precision ones passed the
+# SROIE-dev accuracy gate (docs/performance.md). "int8" (weight-only, per-row scales) is opt-in.
 NUMERICS = ("auto", "fp32", "bf16", "int8", "qint8")
 
 
-def choose_numerics(device: torch.device) -> str:
-    """bf16 where this machine runs a decode-sized bf16 matmul clearly faster than fp32, else fp32.
+def choose_numerics(device: torch.device, shapes: tuple[tuple[int, int], ...] = ((2048, 640),)) -> str:
+    """The fastest of fp32, bf16 and qint8 on this machine for one layer's projections.
 
     Measured, not guessed from CPU flags: bf16 is ~4x faster with avx512_bf16
-    or AMX and slower than fp32 on CPUs that emulate it. Costs ~50 ms, once.
+    or AMX and slower than fp32 on CPUs that emulate it; fbgemm's int8 x int8
+    is x86-only and pays on AVX2. `shapes` are the layer's weights [out, in]
+    as the runner calls them; each kernel runs them at 1 and 16 rows (one
+    document, a batch) and must beat fp32 by 20 % to be taken, since either
+    can change an output where two tokens nearly tie. The test weights fit in
+    the CPU's caches, which flatters fp32 at one row (memory-bound there: a
+    real layer's fp32 weights are ~3x qint8's bytes), so the choice errs
+    towards fp32. Costs ~0.2 s, once.
     """
     import time
 
-    x, w = torch.randn(16, 640, device=device), torch.randn(2048, 640, device=device)
-    timings = []
-    for a, b in ((x, w), (x.bfloat16(), w.bfloat16())):
-        F.linear(a, b)
-        start = time.perf_counter()
-        for _ in range(10):
-            F.linear(a, b)
+    weights = [torch.randn(*shape, device=device) for shape in shapes]
+    inputs = [[torch.randn(n, shape[1], device=device) for n in (1, 16)] for shape in shapes]
+    kernels = {"fp32": [lambda x, w=w: torch.mm(w, x.t()) for w in weights],
+               "bf16": [lambda x, b=w.bfloat16(): F.linear(x.bfloat16(), b) for w in weights]}
+    if _qint8.available(device):
+        kernels["qint8"] = [_qint8.QLinear(w, _qint8.fp32_dims(xs[1])) for w, xs in zip(weights, inputs)]
+    timings = {}
+    for name, layer in kernels.items():
+        for _ in range(11):  # the first round warms up, the others count
+            if _ == 1:
+                start = time.perf_counter()
+            for kernel, xs in zip(layer, inputs):
+                for x in xs:
+                    kernel(x)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        timings.append(time.perf_counter() - start)
-    return "bf16" if timings[1] < 0.7 * timings[0] else "fp32"
+        timings[name] = time.perf_counter() - start
+    best = min(timings, key=timings.get)
+    return best if timings[best] < 0.8 * timings["fp32"] else "fp32"
+
+
+def _shapes(layer: Any) -> tuple[tuple[int, int], ...]:
+    """A decoder layer's projections [out, in] as `_linears` calls them in qint8 (q+k+v, o, gate+up, down)."""
+    a, m = layer.self_attn, layer.mlp
+    return ((a.q_proj.out_features + a.k_proj.out_features + a.v_proj.out_features, a.q_proj.in_features),
+            (a.o_proj.out_features, a.o_proj.in_features),
+            (m.gate_proj.out_features + m.up_proj.out_features, m.gate_proj.in_features),
+            (m.down_proj.out_features, m.down_proj.in_features))
 
 
 class GemmaRunner:
@@ -66,11 +91,12 @@ class GemmaRunner:
     numerics="qint8" multiplies int8 weights by int8 activations with integer
     sums (fbgemm, x86), each token's activations with their own scale and the
     16 largest input dims of the first call in fp32 (`_qint8.QLinear`), which
-    is also fast at batch sizes where the weight-only kernel is compute-bound.
-    Everything between the projections stays fp32. Both can change an output
-    where two tokens nearly tie, so "fp32" is the one that is exact against
-    generate(); "auto" takes bf16 where it measures faster (its accuracy delta
-    on SROIE dev: docs/performance.md); int8 is opt-in. A model loaded in
+    is also fast at batch sizes where the weight-only kernel is compute-bound;
+    projections that share an input (q, k, v; gate, up) are one fbgemm call.
+    Everything between the projections stays fp32. All three can change an
+    output where two tokens nearly tie, so "fp32" is the one that is exact
+    against generate(); "auto" takes bf16 or qint8 where it measures faster
+    (their accuracy deltas on SROIE dev: docs/performance.md); int8 is opt-in. A model loaded in
     another dtype runs as loaded. `own_weights=True` (the backend loaded the
     model and nothing else runs it) replaces the fp32 layer weights by the
     low-precision ones instead of keeping both.
@@ -88,12 +114,12 @@ class GemmaRunner:
         if self.head.dtype != torch.float32:
             numerics = "fp32"  # "fp32" means: the modules as loaded
         elif numerics == "auto":
-            numerics = choose_numerics(self.head.device)
+            numerics = choose_numerics(self.head.device, _shapes(self.body.layers[0]))
         if numerics == "qint8" and not _qint8.available(self.head.device):
             raise RuntimeError("numerics='qint8' needs torch's fbgemm backend on an x86 CPU")
         self.numerics = numerics
         self._low: dict[int, tuple[torch.Tensor, ...]] = {}  # id(Linear) -> (bf16 weight,) or (int8, scales)
-        self._q: dict[int, _qint8.QLinear] = {}  # qint8: id(Linear) -> its int8 x int8 form, built at first call
+        self._q: dict[int, _qint8.QLinear] = {}  # qint8: id(first Linear) -> the int8 x int8 form, built at first call
         self._own = own_weights
         if numerics in ("bf16", "int8"):
             for module in self.body.modules():
@@ -110,7 +136,7 @@ class GemmaRunner:
 
     def _linear(self, module: Any, x: torch.Tensor) -> torch.Tensor:
         if self.numerics == "qint8":
-            return self._qlinear(module, x)
+            return self._qlinear((module,), x)[0]
         low = self._low.get(id(module))
         if low is None:
             return _fp32_linear(module, x)
@@ -120,21 +146,33 @@ class GemmaRunner:
             out = _int8.matmul(x, *low)
         return out if module.bias is None else out + module.bias
 
-    def _qlinear(self, module: Any, x: torch.Tensor) -> torch.Tensor:
+    def _linears(self, modules: tuple[Any, ...], x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Projections that share their input x (q, k, v; gate, up): module(x) for each."""
+        if self.numerics == "qint8":
+            return self._qlinear(modules, x)
+        return tuple(self._linear(module, x) for module in modules)
+
+    def _qlinear(self, modules: tuple[Any, ...], x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # One fbgemm call for all of `modules`: each call pays ~80 us of quantizing and scaling
+        # whatever its size, more than k_proj's whole matmul one row at a time. The sums are the
+        # same as one call each: the activations' scales are per token, the weights' per row.
         flat = x.reshape(-1, x.shape[-1])
-        q = self._q.get(id(module))
+        q = self._q.get(id(modules[0]))
         if q is None:
             # Built at the first call (the shared prefix's prefill): its fp32 dims are the inputs'
             # largest on average there - the few outlier channels every token shares.
-            q = self._q[id(module)] = _qint8.QLinear(module.weight.detach(), _qint8.fp32_dims(flat))
-            if self._own:  # nobody else runs this model: the fp32 weight can go
-                old = module.weight.data
-                module.weight = torch.nn.Parameter(old.new_empty(0), requires_grad=False)
-                release(old)
-                if len(self._q) == 7 * self.config.num_hidden_layers:
+            weight = torch.cat([m.weight.detach() for m in modules]) if len(modules) > 1 else modules[0].weight.detach()
+            q = self._q[id(modules[0])] = _qint8.QLinear(weight, _qint8.fp32_dims(flat))
+            if self._own:  # nobody else runs this model: the fp32 weights can go
+                for m in modules:
+                    old = m.weight.data
+                    m.weight = torch.nn.Parameter(old.new_empty(0), requires_grad=False)
+                    release(old)
+                if len(self._q) == 4 * self.config.num_hidden_layers:  # q+k+v, o, gate+up, down
                     trim()
         out = q(flat).view(*x.shape[:-1], -1)
-        return out if module.bias is None else out + module.bias
+        parts = out.split([m.out_features for m in modules], dim=-1)
+        return tuple(p if m.bias is None else p + m.bias for p, m in zip(parts, modules))
 
     @property
     def device(self) -> torch.device:
@@ -182,17 +220,17 @@ class GemmaRunner:
         return _padded(self.body.norm(x), real)
 
     def _mlp(self, mlp: Any, x: torch.Tensor) -> torch.Tensor:
-        gate = mlp.act_fn(self._linear(mlp.gate_proj, x))
-        return self._linear(mlp.down_proj, gate * self._linear(mlp.up_proj, x))
+        gate, up = self._linears((mlp.gate_proj, mlp.up_proj), x)
+        return self._linear(mlp.down_proj, mlp.act_fn(gate) * up)
 
     def _attention(self, layer: Any, x: torch.Tensor, cache: KVCache, i: int, row_ids: torch.Tensor,
                    pos: torch.Tensor, rope: tuple, view: Any, span: int, real: torch.Tensor | None) -> torch.Tensor:
         attn = layer.self_attn
         batch, width = pos.shape
         shape = (batch, width, -1, attn.head_dim)
-        q = attn.q_norm(_padded(self._linear(attn.q_proj, x), real).view(shape).transpose(1, 2))
-        k = attn.k_norm(_padded(self._linear(attn.k_proj, x), real).view(shape).transpose(1, 2))
-        v = _padded(self._linear(attn.v_proj, x), real).view(shape).transpose(1, 2)
+        q, k, v = (_padded(p, real).view(shape).transpose(1, 2)
+                   for p in self._linears((attn.q_proj, attn.k_proj, attn.v_proj), x))
+        q, k = attn.q_norm(q), attn.k_norm(k)
         q, k = apply_rotary_pos_emb(q, k, *rope)
         keys, values, mask = view.attend(cache, i, row_ids, pos, k, v, span)
         out = _attend(q, keys, values, mask, attn.scaling).transpose(1, 2).reshape(batch, width, -1)

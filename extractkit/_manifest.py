@@ -57,18 +57,21 @@ def check_manifest(adapter: Path, base: str | None) -> dict[str, Any] | None:
 
 
 def machine_description() -> str:
-    """CPU model and core count (what a reader needs to compare training times)."""
+    """CPU model, core count and the vector units that decide numerics (to compare timings)."""
     import os
 
-    model = platform.processor() or platform.machine()
+    model, flags = platform.processor() or platform.machine(), set()
     try:
         for line in open("/proc/cpuinfo", encoding="utf-8"):
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
-    return f"{model}, {os.cpu_count()} logical CPUs"
+    units = [f for f in ("amx_bf16", "avx512_bf16", "avx512_vnni", "avx2") if f in flags]
+    return f"{model}, {os.cpu_count()} logical CPUs" + (f" ({', '.join(units)})" if units else "")
 
 
 def write_training_manifest(folder: Path, result: Any, config: Any, schemas: Iterable[Any],

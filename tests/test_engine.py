@@ -70,9 +70,19 @@ def test_low_precision_numerics_decode_valid_objects(tiny_parts, numerics):
     fast = FastDecoder(model, tokenizer, numerics=numerics)
     got = _raw(model, tokenizer, "fast", "receipt", TEXTS, 3, max_new_tokens=256, fast=fast)
     assert fast.runner.numerics == numerics and len(got) == len(TEXTS)
-    assert FastDecoder(model, tokenizer).runner.numerics in ("fp32", "bf16")  # "auto" is measured, then fixed
+    assert FastDecoder(model, tokenizer).runner.numerics in ("fp32", "bf16", "qint8")  # "auto": measured, then fixed
     with pytest.raises(UsageError):
         TransformersBackend(model, tokenizer, numerics="int3")
+
+
+def test_auto_numerics_picks_only_gated_kernels(monkeypatch):
+    # "auto" chooses among the kernels that passed the accuracy gate: never weight-only int8, and
+    # qint8 only where fbgemm runs (x86).
+    from extractkit import _gemma, _qint8
+
+    assert _gemma.choose_numerics(torch.device("cpu")) in ("fp32", "bf16", "qint8")
+    monkeypatch.setattr(_qint8, "available", lambda device: False)
+    assert _gemma.choose_numerics(torch.device("cpu")) in ("fp32", "bf16")
 
 
 @pytest.mark.parametrize("numerics", ["int8", "qint8"])

@@ -18,6 +18,7 @@ import json
 import time
 from pathlib import Path
 
+from extractkit._manifest import machine_description
 from extractkit._schema import as_output_schema, load_schema
 
 from .._data import read_examples, target_json, write_examples
@@ -68,7 +69,7 @@ def run(model: str, out: Path, only: list[str] | None, batch_size: int, numerics
         extractor._plans.clear()
         report = evaluate(extractor, examples, schema)
         report.update(set=name, model=model, numerics=numerics, max_new_tokens=budget,
-                      finished=time.strftime("%Y-%m-%d %H:%M"))
+                      finished=time.strftime("%Y-%m-%d %H:%M"), machine=machine_description())
         # fp32 is the exact reference; other numerics get their own report files.
         stem = f"{Path(model).name}{'' if numerics == 'fp32' else '@' + numerics}--{name.replace('/', '--')}"
         (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
