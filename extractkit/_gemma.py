@@ -55,14 +55,17 @@ def choose_numerics(device: torch.device, shapes: tuple[tuple[int, int], ...] = 
                "bf16": [lambda x, b=w.bfloat16(): F.linear(x.bfloat16(), b) for w in weights]}
     if _qint8.available(device):
         kernels["qint8"] = [_qint8.QLinear(w, _qint8.fp32_dims(xs[1])) for w, xs in zip(weights, inputs)]
+    def one_round(layer: list) -> None:
+        for kernel, xs in zip(layer, inputs):
+            for x in xs:
+                kernel(x)
+
     timings = {}
     for name, layer in kernels.items():
-        for _ in range(11):  # the first round warms up, the others count
-            if _ == 1:
-                start = time.perf_counter()
-            for kernel, xs in zip(layer, inputs):
-                for x in xs:
-                    kernel(x)
+        one_round(layer)  # warm-up: packing, allocator, first-call dispatch
+        start = time.perf_counter()
+        for _ in range(10):
+            one_round(layer)
         if device.type == "cuda":
             torch.cuda.synchronize()
         timings[name] = time.perf_counter() - start
@@ -161,7 +164,8 @@ class GemmaRunner:
         if q is None:
             # Built at the first call (the shared prefix's prefill): its fp32 dims are the inputs'
             # largest on average there - the few outlier channels every token shares.
-            weight = torch.cat([m.weight.detach() for m in modules]) if len(modules) > 1 else modules[0].weight.detach()
+            weights = [m.weight.detach() for m in modules]
+            weight = torch.cat(weights) if len(weights) > 1 else weights[0]  # one: its own pages, no copy
             q = self._q[id(modules[0])] = _qint8.QLinear(weight, _qint8.fp32_dims(flat))
             if self._own:  # nobody else runs this model: the fp32 weights can go
                 for m in modules:
