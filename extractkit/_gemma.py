@@ -54,7 +54,10 @@ def choose_numerics(device: torch.device, shapes: tuple[tuple[int, int], ...] = 
     kernels = {"fp32": [lambda x, w=w: torch.mm(w, x.t()) for w in weights],
                "bf16": [lambda x, b=w.bfloat16(): F.linear(x.bfloat16(), b) for w in weights]}
     if _qint8.available(device):
-        kernels["qint8"] = [_qint8.QLinear(w, _qint8.fp32_dims(xs[1])) for w, xs in zip(weights, inputs)]
+        try:
+            kernels["qint8"] = [_qint8.QLinear(w, _qint8.fp32_dims(xs[1])) for w, xs in zip(weights, inputs)]
+        except RuntimeError:  # a torch without the quantized types (deprecated in 2.13): not a choice
+            pass
     def one_round(layer: list) -> None:
         for kernel, xs in zip(layer, inputs):
             for x in xs:

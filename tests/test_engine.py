@@ -84,6 +84,13 @@ def test_auto_numerics_picks_only_gated_kernels(monkeypatch):
     monkeypatch.setattr(_qint8, "available", lambda device: False)
     assert _gemma.choose_numerics(torch.device("cpu")) in ("fp32", "bf16")
 
+    def gone(*args, **kwargs):  # a torch whose quantized types were removed
+        raise RuntimeError("quantize_per_channel is not available")
+
+    monkeypatch.setattr(_qint8, "available", lambda device: True)
+    monkeypatch.setattr(_qint8, "QLinear", gone)
+    assert _gemma.choose_numerics(torch.device("cpu")) in ("fp32", "bf16")
+
 
 @pytest.mark.parametrize("numerics", ["int8", "qint8"])
 def test_int8_layers_stay_close_to_fp32(tiny_parts, numerics):
