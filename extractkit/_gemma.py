@@ -49,15 +49,19 @@ def choose_numerics(device: torch.device, shapes: tuple[tuple[int, int], ...] = 
     """
     import time
 
-    weights = [torch.randn(*shape, device=device) for shape in shapes]
-    inputs = [[torch.randn(n, shape[1], device=device) for n in (1, 16)] for shape in shapes]
-    kernels = {"fp32": [lambda x, w=w: torch.mm(w, x.t()) for w in weights],
-               "bf16": [lambda x, b=w.bfloat16(): F.linear(x.bfloat16(), b) for w in weights]}
+    # Each kernel as the runner calls it (`_linear`'s three paths), output conversions included.
+    modules = [torch.nn.Linear(n_in, n_out, bias=False, device=device).requires_grad_(False)
+               for n_out, n_in in shapes]
+    inputs = [[torch.randn(n, m.in_features, device=device) for n in (1, 16)] for m in modules]
+    kernels = {"fp32": [lambda x, m=m: _fp32_linear(m, x) for m in modules],
+               "bf16": [lambda x, b=m.weight.bfloat16(): F.linear(x.to(torch.bfloat16), b).float()
+                        for m in modules]}
     if _qint8.available(device):
         try:
-            kernels["qint8"] = [_qint8.QLinear(w, _qint8.fp32_dims(xs[1])) for w, xs in zip(weights, inputs)]
+            kernels["qint8"] = [_qint8.QLinear(m.weight, _qint8.fp32_dims(xs[1])) for m, xs in zip(modules, inputs)]
         except RuntimeError:  # a torch without the quantized types (deprecated in 2.13): not a choice
             pass
+
     def one_round(layer: list) -> None:
         for kernel, xs in zip(layer, inputs):
             for x in xs:
