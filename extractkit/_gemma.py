@@ -20,7 +20,7 @@ from transformers.models.gemma3.modeling_gemma3 import apply_rotary_pos_emb
 
 from . import _int8, _qint8
 from ._kvcache import KVCache, attention_views
-from ._pages import release, trim
+from ._pages import FileRows, release, trim
 
 
 def supports(hf_model: Any) -> bool:
@@ -122,6 +122,9 @@ class GemmaRunner:
         self.config = hf_model.config
         self.body = hf_model.model
         self.head = hf_model.get_output_embeddings().weight  # [vocab, hidden], tied to the embedding
+        # The embedding's rows for the tokens fed, read from the checkpoint file where it is a
+        # file mapping (the same reason as the head's rescored rows: `_pages.FileRows`).
+        self._embedding_rows = FileRows.of(self.body.embed_tokens.weight)
         self.window = self.config.sliding_window
         self.layer_types = list(self.config.layer_types)
         if self.head.dtype != torch.float32:
@@ -220,7 +223,7 @@ class GemmaRunner:
         cache.reserve(span)
         views = attention_views(cache, pos, start, span, self.window)
         # x is [B, K, hidden], or [1, real positions, hidden] when the padding is skipped.
-        x = self.body.embed_tokens(tokens if real is None else tokens[real][None])
+        x = self._embed(tokens if real is None else tokens[real][None])
         rope = {kind: self.body.rotary_emb(x, pos, kind) for kind in set(self.layer_types)}
         row_ids = torch.arange(rows.start, rows.start + batch, device=device)
         for i, layer in enumerate(self.body.layers[: self.config.num_hidden_layers]):
@@ -232,6 +235,14 @@ class GemmaRunner:
             h = self._mlp(layer.mlp, layer.pre_feedforward_layernorm(x))
             x = x + layer.post_feedforward_layernorm(h)
         return _padded(self.body.norm(x), real)
+
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """embed_tokens(tokens): the rows times Gemma's sqrt(hidden) scale, as its module computes it."""
+        embed = self.body.embed_tokens
+        if self._embedding_rows is None:
+            return embed(tokens)
+        rows = self._embedding_rows.gather(tokens.reshape(-1)).view(*tokens.shape, -1)
+        return rows * embed.embed_scale.to(rows.dtype)
 
     def _mlp(self, mlp: Any, x: torch.Tensor) -> torch.Tensor:
         gate, up = self._linears((mlp.gate_proj, mlp.up_proj), x)

@@ -54,7 +54,7 @@ from typing import Sequence
 import torch
 
 from . import _int8, _qint8
-from ._pages import is_file_backed, release
+from ._pages import FileRows, is_file_backed, release
 
 SMALL = 4096    # at most this many allowed tokens: gather their head rows instead of the full matmul
 SCREEN = 32     # candidates the screen hands to the exact fp32 rescoring
@@ -134,7 +134,11 @@ class Head:
         self._copy: _Screen | _qint8.QInt8Screen | None = None
         # Only a memory-mapped head has pages to hand back; an in-memory one is never scanned.
         self._mapped = is_file_backed(weight)
-        self._touched = 0  # fp32 rows read since the head's pages were last handed back
+        # Rescored and gathered rows are read from the file: mapping them would bring a 2 MB folio
+        # back per row (`FileRows`). Without it, they are read through the map and handed back
+        # every `_RELEASE_ROWS` rows.
+        self._rows = FileRows.of(weight) if self._mapped else None
+        self._touched = 0  # fp32 rows read through the map since its pages were last handed back
         self.stats = {"near": 0, "screened": 0, "widened": 0, "fallback": 0, "full": 0, "small": 0, "forced": 0}
 
     @property
@@ -145,7 +149,7 @@ class Head:
     def pick(self, hidden: torch.Tensor, allowed: Sequence[torch.Tensor]) -> list[int]:
         """Greedy token for each row of `hidden` [n, hidden] among its ascending `allowed` ids."""
         picks: list[int] = [self.eos] * len(allowed)  # no allowed token: a dead state the matcher reports
-        if self._mapped and self._touched >= _RELEASE_ROWS and self.screening:
+        if self._touched >= _RELEASE_ROWS and self.screening:
             # Rescored candidates and embedding lookups read scattered rows of a memory-mapped
             # fp32 head, and the kernel maps a whole large folio (up to 2 MB) per fault: left
             # alone, most of the head would be resident again after a few documents.
@@ -220,9 +224,7 @@ class Head:
         device_ids = ids.to(self.weight.device)
 
         def exact() -> int:
-            self._touched += len(device_ids)
-            rows = self.weight.index_select(0, device_ids)
-            return int(ids[int(torch.argmax(rows @ hidden))])
+            return int(ids[int(torch.argmax(self._gather(device_ids) @ hidden))])
 
         if self.screen not in ("int8", "bf16") or len(ids) <= SCREEN:
             return exact()  # no screen, or one whose rows cannot be gathered (qint8)
@@ -260,10 +262,16 @@ class Head:
 
     def _exact_best(self, candidates: torch.Tensor, hidden: torch.Tensor) -> tuple[float, int]:
         """(best fp32 score, its token) among `candidates`; ties go to the lowest id, as argmax would."""
-        self._touched += len(candidates)
-        exact = self.weight.index_select(0, candidates) @ hidden
+        exact = self._gather(candidates) @ hidden
         best = exact.max()
         return float(best), int(candidates[exact == best].min())
+
+    def _gather(self, ids: torch.Tensor) -> torch.Tensor:
+        """The fp32 head rows `ids`."""
+        if self._rows is not None:
+            return self._rows.gather(ids)
+        self._touched += len(ids) if self._mapped else 0
+        return self.weight.index_select(0, ids)
 
     def _full_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """fp32 logits of one row, a slice of the head at a time, each slice's pages released after."""

@@ -4,6 +4,8 @@
   anything else (a written page would lose its data).
 - The head's screen copy (int8 or bf16) is built slice by slice from a file-backed head
   whose pages go back as they are read, and it still picks what fp32 picks.
+- `_pages.FileRows` reads scattered rows from the file without mapping a page, refuses a
+  weight the file no longer holds, and the head and the runner's embedding use it.
 - llguidance's tokenizer tables built from our token bytes equal the tables
   llguidance builds from the tokenizer JSON (tiny tokenizer here, Gemma's in
   the real-model tier).
@@ -67,6 +69,43 @@ def test_screen_copy_from_a_file_backed_head_releases_it_and_stays_exact(tmp_pat
     head._copy = None
     head._screen()  # rebuilding the copy reads the head again and hands it back
     assert _pages.resident_pages(weight)[0] < 100  # of ~2,500 pages: only partial slice edges stay
+
+
+@linux
+def test_file_rows_gather_without_mapping_pages(tmp_path):
+    weight = file_backed(tmp_path, 8192, 640, seed=3)  # 20 MB: one 2 MB folio holds ~800 rows
+    rows = _pages.FileRows.of(weight)
+    assert rows is not None
+    ids = torch.randint(0, 8192, (300,), generator=torch.Generator().manual_seed(4))
+    gathered = rows.gather(ids)
+    assert _pages.resident_pages(weight)[0] == 0  # nothing was mapped to read them
+    assert torch.equal(gathered, weight.index_select(0, ids))
+    assert rows.gather(torch.tensor([], dtype=torch.long)).shape == (0, 640)
+    with pytest.raises(IndexError):
+        rows.gather(torch.tensor([8192]))
+
+
+@linux
+def test_file_rows_refuse_what_the_file_does_not_hold(tmp_path):
+    assert _pages.FileRows.of(torch.randn(64, 8)) is None  # ordinary memory
+    weight = file_backed(tmp_path, 4096, 64)
+    weight[7] += 1.0  # copy-on-write: the file no longer holds this tensor's values
+    assert _pages.FileRows.of(weight) is None
+
+
+@linux
+def test_head_and_runner_read_rows_from_the_checkpoint_file(tiny_dir):
+    from extractkit._gemma import GemmaRunner
+    from extractkit._model import load_weights
+
+    model = load_weights(tiny_dir, device="cpu")  # safetensors: the weights are a file mapping
+    runner = GemmaRunner(model, "fp32")
+    head = Head(runner.head, eos=1, screen="int8")
+    assert runner._embedding_rows is not None and head._rows is not None
+    tokens = torch.tensor([[5, 9, 2, 9], [0, 1, 3, 7]])
+    assert torch.equal(runner._embed(tokens), model.model.embed_tokens(tokens))
+    ids = torch.tensor([3, 8, 40])
+    assert torch.equal(head._gather(ids), runner.head.index_select(0, ids))
 
 
 def llguidance_tables(hf_tokenizer, vocab: int):
