@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from transformers.models.gemma3.modeling_gemma3 import apply_rotary_pos_emb
 
-from . import _int8, _qint8
+from . import _int8, _machine, _qint8
 from ._kvcache import KVCache, attention_views
 from ._pages import FileRows, release, trim
 
@@ -129,8 +129,9 @@ class GemmaRunner:
         self.layer_types = list(self.config.layer_types)
         if self.head.dtype != torch.float32:
             numerics = "fp32"  # "fp32" means: the modules as loaded
-        elif numerics == "auto":
-            numerics = choose_numerics(self.head.device, _shapes(self.body.layers[0]))
+        elif numerics == "auto":  # measured once per machine, then remembered (`_machine.py`)
+            device, shapes = self.head.device, _shapes(self.body.layers[0])
+            numerics = _machine.choice(f"numerics {device.type} {shapes}", lambda: choose_numerics(device, shapes))
         if numerics == "qint8" and not _qint8.available(self.head.device):
             raise RuntimeError("numerics='qint8' needs torch's fbgemm backend on an x86 CPU")
         self.numerics = numerics

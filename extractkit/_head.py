@@ -53,7 +53,7 @@ from typing import Sequence
 
 import torch
 
-from . import _int8, _qint8
+from . import _int8, _machine, _qint8
 from ._pages import FileRows, is_file_backed, release
 
 SMALL = 4096    # at most this many allowed tokens: gather their head rows instead of the full matmul
@@ -89,6 +89,29 @@ class _Screen:
             for lo in range(0, len(part), _CHUNK):
                 self._fill(slice(start + lo, start + min(lo + _CHUNK, len(part))), part[lo:lo + _CHUNK])
             release(part)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The copy and its bound's numbers, to save (`_machine.tensors`) and `restore`."""
+        saved = {"copy": self.copy, "bounds": torch.tensor([self.norm, self.error, self.error_norm],
+                                                          dtype=torch.float64)}
+        return saved if self.scales is None else {**saved, "scales": self.scales}
+
+    @classmethod
+    def restore(cls, kind: str, saved: dict[str, torch.Tensor]) -> "_Screen":
+        screen = cls.__new__(cls)
+        screen.kind, screen.copy, screen.scales = kind, saved["copy"], saved.get("scales")
+        screen.norm, screen.error, screen.error_norm = (float(x) for x in saved["bounds"])
+        return screen
+
+    def matches(self, rows: FileRows) -> bool:
+        """Whether a saved copy is this head's: a few rows built again from the weights agree."""
+        n = rows.shape[0]
+        if tuple(self.copy.shape) != rows.shape or (self.kind == "int8") != (self.scales is not None):
+            return False
+        ids = torch.tensor(sorted({0, n // 3, n // 2, n - 1}))
+        fresh = _Screen(self.kind, rows.gather(ids))
+        same = torch.equal(fresh.copy, self.copy[ids])
+        return same and (self.scales is None or torch.equal(fresh.scales, self.scales[ids]))
 
     def _fill(self, rows: slice, part: torch.Tensor) -> None:
         if self.kind == "bf16":
@@ -173,7 +196,9 @@ class Head:
     # ------------------------------------------------------------ open-ended rows
     def _pick_wide(self, hidden: torch.Tensor, allowed: list[torch.Tensor]) -> list[int]:
         if self.screen == "auto":
-            self.screen = self._choose_screen(hidden)
+            batch = len(hidden) > 1  # the candidates differ (qint8 only for a batch): two questions
+            self.screen = _machine.choice(f"head screen {tuple(self.weight.shape)} batch={batch}",
+                                          lambda: self._choose_screen(hidden))
         if not self.screening:
             logits = hidden @ self.weight.T
             self.stats["full"] += len(allowed)
@@ -293,6 +318,12 @@ class Head:
             # Its fp32 dims: the largest of the first hidden states (Gemma's are the same few for
             # every token; another choice would only loosen the bound, never break it).
             return _qint8.QInt8Screen(self.weight, _qint8.fp32_dims(hidden), rows)
+        if rows is None and self._rows is not None:  # the whole head, from its checkpoint file
+            saved = _machine.tensors(f"head screen {kind} {self._rows.identity()}",
+                                     lambda: _Screen(kind, self.weight).tensors())
+            screen = _Screen.restore(kind, saved)
+            if screen.matches(self._rows):
+                return screen
         return _Screen(kind, self.weight, rows)
 
     def _choose_screen(self, hidden: torch.Tensor) -> str:

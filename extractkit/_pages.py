@@ -167,6 +167,13 @@ class FileRows:
             return None
         return cls(fd, offset, tuple(tensor.shape), tensor.dtype)
 
+    def identity(self) -> str:
+        """Which bytes these are: the file (path, inode, size, mtime) and where in it, as what."""
+        info = os.fstat(self.fd)
+        path = os.readlink(f"/proc/self/fd/{self.fd}")
+        return (f"{path} inode {info.st_ino} size {info.st_size} mtime {info.st_mtime_ns} "
+                f"offset {self.offset} shape {self.shape} {self.dtype}")
+
     def gather(self, ids: torch.Tensor) -> torch.Tensor:
         """weight[ids] for 1-D ids, without mapping any of the file's pages."""
         out = torch.empty((len(ids), self.shape[1]), dtype=self.dtype)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Tests measure in every process: a choice remembered from another test (or from this machine's
+# real runs, `_machine.py`) would hide what a test monkeypatches. test_machine.py turns it on.
+os.environ.setdefault("EXTRACTKIT_REMEMBER", "0")
 
 from _tiny import build_model, build_tokenizer, save_tiny
 

@@ -1,0 +1,119 @@
+"""What this machine measured once, remembered across processes under the cache folder.
+
+A first result used to pay for three things that depend only on the machine,
+torch and the weights, in every new process: `numerics="auto"` timing the
+layer kernels (~0.2 s), the head timing its screens (~0.9 s) and building the
+int8 screen copy of the 262k-row head (~1.2 s) - half of a first result's
+time on 2 cores. The first process to measure writes the answer down and later
+ones read it:
+
+- `choice(question, measure)`: a measured answer (a short string) for this
+  machine's fingerprint (CPU model, vector units, logical CPUs, torch's thread
+  count, torch's version). The first writer wins: the answer is linked into
+  place, which fails if another process linked first, and every process then
+  uses the file's answer. So processes that measure at the same moment (Ray
+  workers starting together) still decode with the same numerics - one
+  measuring under load no longer makes its outputs differ from its neighbour's.
+- `tensors(key, build)`: tensors derived from weights (the head's screen
+  copy), saved as safetensors and memory-mapped back. `key` must name the
+  weights exactly (the head uses its checkpoint file's path, inode, size and
+  mtime) and the caller checks what it loads against the weights it has.
+
+`EXTRACTKIT_REMEMBER=0` turns both off (measure and build in every process).
+To measure again, delete the `machine/` folder of the cache (`EXTRACTKIT_CACHE_DIR`,
+by default ~/.cache/extractkit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Callable
+
+_VERSION = "1"  # bump when a remembered format or what a question means changes
+
+
+def enabled() -> bool:
+    return os.environ.get("EXTRACTKIT_REMEMBER", "1") != "0"
+
+
+def fingerprint() -> str:
+    """What a timing depends on: the CPU, how many threads torch runs, and torch itself."""
+    import torch
+
+    from ._manifest import machine_description
+
+    return f"{machine_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def _folder() -> Path:
+    from ._model import cache_dir
+
+    return cache_dir() / "machine"
+
+
+def _name(*parts: str) -> str:
+    return hashlib.sha256("\n".join((_VERSION, *parts)).encode()).hexdigest()[:24]
+
+
+def choice(question: str, measure: Callable[[], str]) -> str:
+    """The remembered answer to `question` on this machine, measuring it if nobody has."""
+    if not enabled():
+        return measure()
+    where = fingerprint()
+    path = _folder() / f"{_name(where, question)}.json"
+    answer = _read_answer(path)
+    if answer is not None:
+        return answer
+    answer = measure()
+    try:
+        _link_new(path, json.dumps({"machine": where, "question": question, "answer": answer}))
+    except OSError:
+        return answer  # a read-only cache: this process's own measurement
+    return _read_answer(path) or answer  # whoever linked first
+
+
+def _read_answer(path: Path) -> str | None:
+    try:
+        return str(json.loads(path.read_text())["answer"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _link_new(path: Path, text: str) -> None:
+    """Put `text` at `path` whole, unless the file exists already (then leave it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(text)
+    try:
+        os.link(tmp, path)  # atomic, and fails where another process got there first
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def tensors(key: str, build: Callable[[], dict]) -> dict:
+    """`build()`'s tensors (a dict of name -> tensor), from the cache when `key` was built before."""
+    if not enabled():
+        return build()
+    from safetensors.torch import load_file, save_file
+
+    path = _folder() / f"{_name(key)}.safetensors"
+    if path.exists():
+        try:
+            return load_file(str(path))  # memory-mapped: pages come in as they are read
+        except Exception:  # a damaged file: build again, and replace it below
+            pass
+    built = build()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.safetensors")
+        save_file({k: v.contiguous() for k, v in built.items()}, str(tmp))
+        os.replace(tmp, path)  # the same key builds the same tensors: any whole file will do
+    except OSError:
+        pass
+    return built
