@@ -320,14 +320,14 @@ class Head:
             return _qint8.QInt8Screen(self.weight, _qint8.fp32_dims(hidden), rows)
         if rows is None and self._rows is not None:  # the whole head, from its checkpoint file
             saved = _machine.tensors(f"head screen {kind} {self._rows.identity()}",
-                                     lambda: _Screen(kind, self.weight).tensors())
-            screen = _Screen.restore(kind, saved)
-            if screen.matches(self._rows):
-                return screen
+                                     lambda: _Screen(kind, self.weight).tensors(),
+                                     lambda saved: _Screen.restore(kind, saved).matches(self._rows))
+            return _Screen.restore(kind, saved)
         return _Screen(kind, self.weight, rows)
 
     def _choose_screen(self, hidden: torch.Tensor) -> str:
-        """Time fp32 against each screen over a slice of the head at 1 and 16 rows, once per process.
+        """Time fp32 against each screen over a slice of the head at 1 and 16 rows (once per machine:
+        `_pick_wide` remembers the answer, `_machine.choice`).
 
         A slice (4 x `_SLICE` rows), not the whole head: reading all of a file-backed
         fp32 head would bring its 671 MB back just to time it. Batch sizes matter:

@@ -17,7 +17,8 @@ ones read it:
 - `tensors(key, build)`: tensors derived from weights (the head's screen
   copy), saved as safetensors and memory-mapped back. `key` must name the
   weights exactly (the head uses its checkpoint file's path, inode, size and
-  mtime) and the caller checks what it loads against the weights it has.
+  mtime), and the caller's `accept` checks what was saved against the weights
+  it has; a refused file is rebuilt and replaced.
 
 `EXTRACTKIT_REMEMBER=0` turns both off (measure and build in every process).
 To measure again, delete the `machine/` folder of the cache (`EXTRACTKIT_CACHE_DIR`,
@@ -96,8 +97,9 @@ def _link_new(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def tensors(key: str, build: Callable[[], dict]) -> dict:
-    """`build()`'s tensors (a dict of name -> tensor), from the cache when `key` was built before."""
+def tensors(key: str, build: Callable[[], dict], accept: Callable[[dict], bool]) -> dict:
+    """`build()`'s tensors (a dict of name -> tensor), from the cache when `key` was built before
+    and `accept` takes what was saved; otherwise built, and saved in place of what was there."""
     if not enabled():
         return build()
     from safetensors.torch import load_file, save_file
@@ -105,7 +107,9 @@ def tensors(key: str, build: Callable[[], dict]) -> dict:
     path = _folder() / f"{_name(key)}.safetensors"
     if path.exists():
         try:
-            return load_file(str(path))  # memory-mapped: pages come in as they are read
+            saved = load_file(str(path))  # memory-mapped: pages come in as they are read
+            if accept(saved):
+                return saved
         except Exception:  # a damaged file: build again, and replace it below
             pass
     built = build()

@@ -147,31 +147,30 @@ class FileRows:
     otherwise, and the caller reads the tensor as usual.
     """
 
-    def __init__(self, fd: int, offset: int, shape: tuple[int, int], dtype: torch.dtype):
-        self.fd, self.offset, self.shape, self.dtype = fd, offset, shape, dtype
+    def __init__(self, path: str, fd: int, offset: int, shape: tuple[int, int], dtype: torch.dtype):
+        self.path, self.fd, self.offset, self.shape, self.dtype = path, fd, offset, shape, dtype
         self.row_bytes = shape[1] * torch.empty(0, dtype=dtype).element_size()
         weakref.finalize(self, os.close, fd)
 
     @classmethod
     def of(cls, tensor: torch.Tensor) -> "FileRows | None":
-        if tensor.dim() != 2 or not is_file_backed(tensor) or resident_pages(tensor)[1]:
-            return None  # not a file mapping, or some page was written: the file is not the tensor
+        if tensor.dim() != 2 or tensor.device.type != "cpu" or not tensor.is_contiguous() or _LIBC is None:
+            return None
         start = tensor.data_ptr()
         found = _mapping(start, start + tensor.numel() * tensor.element_size())
-        if found is None or not tensor.is_contiguous():
-            return None
+        if found is None or resident_pages(tensor)[1]:
+            return None  # not a file mapping, or some page was written: the file is not the tensor
         path, offset, inode = found
         fd = os.open(path, os.O_RDONLY)
         if os.fstat(fd).st_ino != inode:  # replaced on disk since it was mapped
             os.close(fd)
             return None
-        return cls(fd, offset, tuple(tensor.shape), tensor.dtype)
+        return cls(path, fd, offset, tuple(tensor.shape), tensor.dtype)
 
     def identity(self) -> str:
         """Which bytes these are: the file (path, inode, size, mtime) and where in it, as what."""
         info = os.fstat(self.fd)
-        path = os.readlink(f"/proc/self/fd/{self.fd}")
-        return (f"{path} inode {info.st_ino} size {info.st_size} mtime {info.st_mtime_ns} "
+        return (f"{self.path} inode {info.st_ino} size {info.st_size} mtime {info.st_mtime_ns} "
                 f"offset {self.offset} shape {self.shape} {self.dtype}")
 
     def gather(self, ids: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """What a machine measured is remembered across processes (`_machine.py`), and only what is right.
 
 - The first answer written wins, and every later question gets it without measuring.
-- Saved tensors come back equal; a damaged file is built again.
+- Saved tensors come back equal; a damaged file, or one the caller refuses, is built again and replaced.
 - The head's int8 screen copy is saved per checkpoint file, restored equal, and refused when
   it does not match the weights the head has.
 """
@@ -44,12 +44,20 @@ def test_turned_off_it_measures_every_time(remember, monkeypatch):
 
 def test_saved_tensors_come_back_and_a_damaged_file_is_rebuilt(remember):
     built = {"w": torch.arange(12, dtype=torch.int8).view(3, 4), "x": torch.tensor([1.5], dtype=torch.float64)}
-    first = _machine.tensors("key", lambda: built)
-    again = _machine.tensors("key", lambda: pytest.fail("built twice"))
+    first = _machine.tensors("key", lambda: built, lambda saved: True)
+    again = _machine.tensors("key", lambda: pytest.fail("built twice"), lambda saved: True)
     assert all(torch.equal(first[k], again[k]) for k in built)
     (path,) = remember.glob("*.safetensors")
     path.write_bytes(b"not a safetensors file")
-    assert torch.equal(_machine.tensors("key", lambda: built)["w"], built["w"])
+    assert torch.equal(_machine.tensors("key", lambda: built, lambda saved: True)["w"], built["w"])
+
+
+def test_a_refused_saved_file_is_rebuilt_and_replaced(remember):
+    old = {"w": torch.zeros(2, dtype=torch.int8)}
+    new = {"w": torch.ones(2, dtype=torch.int8)}
+    _machine.tensors("key", lambda: old, lambda saved: True)
+    assert torch.equal(_machine.tensors("key", lambda: new, lambda saved: bool(saved["w"].all()))["w"], new["w"])
+    assert torch.equal(_machine.tensors("key", lambda: pytest.fail("built again"), lambda saved: True)["w"], new["w"])
 
 
 @linux
