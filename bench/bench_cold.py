@@ -1,6 +1,6 @@
 """Where a cold start goes: each step of `Extractor.from_pretrained` + a first result, timed.
 
-    python bench/bench_cold.py [--numerics auto|fp32|bf16]
+    python bench/bench_cold.py [--numerics auto|fp32|bf16] [--load light|transformers]
 
 Runs the steps of `TransformersBackend.from_pretrained` one after another (it
 overlaps the engine's tables with the weights; here they are timed apart),
@@ -35,6 +35,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--numerics", default="auto", choices=("auto", "fp32", "bf16", "int8"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--load", default="light", choices=("light", "transformers"),
+                        help="the fast engine's own Gemma 3 modules (the default load) or transformers' model")
     args = parser.parse_args()
     import torch
 
@@ -55,7 +57,7 @@ def main() -> None:
     lap("tokenizer")
     engine = load_engine("llguidance", tokenizer, len(tokenizer))
     lap("llguidance tables")
-    model = load_weights(path, adapter=adapter)
+    model = load_weights(path, adapter=adapter, light=args.load == "light")
     lap("weights + LoRA merge")
     backend = TransformersBackend(model, tokenizer, engine=engine, numerics=args.numerics, owns_model=True)
     extractor = extractkit.Extractor(backend)

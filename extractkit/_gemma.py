@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers.models.gemma3.modeling_gemma3 import apply_rotary_pos_emb
 
 from . import _int8, _machine, _qint8
+from ._gemma3 import apply_rotary_pos_emb
 from ._kvcache import KVCache, attention_views
 from ._pages import FileRows, release, trim
 

@@ -218,9 +218,21 @@ def resolve_adapter(model: str | os.PathLike | None, adapter: str | os.PathLike 
 
 
 def load_weights(path: Path, *, adapter: str | os.PathLike | None = None, device: str | None = None,
-                 dtype: str = "float32") -> Any:
-    """The causal LM at `path`, with an optional LoRA adapter merged in, in eval mode."""
+                 dtype: str = "float32", light: bool = False) -> Any:
+    """The causal LM at `path`, with an optional LoRA adapter merged in, in eval mode.
+
+    `light=True` (the fast engine's load) builds extractkit's own Gemma 3 modules
+    (`_gemma3.py`) where they implement the checkpoint and the adapter is a plain
+    LoRA, without importing transformers' modeling code (~2.2 s); otherwise, and
+    always with `light=False`, it is transformers' model.
+    """
     import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if light:
+        model = _load_light(path, adapter, device, getattr(torch, dtype))
+        if model is not None:
+            return model
     from transformers import AutoModelForCausalLM
 
     with _quiet_transformers():
@@ -233,8 +245,36 @@ def load_weights(path: Path, *, adapter: str | os.PathLike | None = None, device
 
         check_manifest(Path(adapter), base_identity(path))
         hf_model = _attach_adapter(hf_model, Path(adapter))
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return hf_model.to(device).eval()
+
+
+def _load_light(path: Path, adapter: str | os.PathLike | None, device: str, dtype: Any) -> Any:
+    """`_gemma3`'s model with the adapter merged, or None where transformers' must load it."""
+    from . import _gemma3
+
+    try:
+        model = _gemma3.load(path, dtype)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load the model at {path}: {exc}") from exc
+    if model is None:
+        return None
+    if adapter is not None:
+        from ._lora import merge_plain_lora
+        from ._manifest import base_identity, check_manifest
+
+        check_manifest(Path(adapter), base_identity(path))
+        _check_adapter_folder(Path(adapter))
+        try:
+            if not merge_plain_lora(model, Path(adapter)):
+                return None  # not a plain LoRA: peft merges it, into transformers' model
+        except Exception as exc:
+            raise ModelLoadError(f"cannot apply the adapter at {adapter}: {exc}") from exc
+    return model.to(device).eval()
+
+
+def _check_adapter_folder(adapter: Path) -> None:
+    if not (adapter / "adapter_config.json").exists():
+        raise ModelLoadError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
 
 
 def load_model(model: str | os.PathLike | None = None, *, adapter: str | os.PathLike | None = BUNDLED,
@@ -248,8 +288,7 @@ def load_model(model: str | os.PathLike | None = None, *, adapter: str | os.Path
 
 
 def _attach_adapter(hf_model: Any, adapter: Path) -> Any:
-    if not (adapter / "adapter_config.json").exists():
-        raise ModelLoadError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json)")
+    _check_adapter_folder(adapter)
     from ._lora import merge_plain_lora
 
     try:

@@ -71,7 +71,7 @@ class TransformersBackend:
         # built while the weights load: cold start pays the longer of the two.
         with ThreadPoolExecutor(max_workers=1) as pool:
             tables = pool.submit(load_engine, engine, tokenizer, vocab_size)
-            hf_model = load_weights(path, adapter=adapter, device=device, dtype=dtype)
+            hf_model = load_weights(path, adapter=adapter, device=device, dtype=dtype, light=decoder == "fast")
             built = tables.result()
         from ._pages import trim
 

@@ -165,6 +165,7 @@ def test_plain_lora_merge_is_bit_identical_to_peft_and_anything_else_goes_to_pef
     import torch
     from peft import PeftModel
 
+    from extractkit._gemma3 import is_light
     from extractkit._lora import merge_plain_lora
     from extractkit._model import load_weights
 
@@ -180,12 +181,17 @@ def test_plain_lora_merge_is_bit_identical_to_peft_and_anything_else_goes_to_pef
         assert torch.equal(param, reference[name]), name
         changed += not torch.equal(param, base[name])
     assert changed > 0
+    light = load_weights(tiny_dir, adapter=adapter, light=True)  # the fast engine's load: no transformers model
+    assert is_light(light)
+    assert {n for n, _ in light.named_parameters()} == set(reference)
+    assert all(torch.equal(param, reference[name]) for name, param in light.named_parameters())
     config = json.loads((adapter / "adapter_config.json").read_text())
     (adapter / "adapter_config.json").write_text(json.dumps({**config, "use_rslora": True}))
     untouched = load_weights(tiny_dir)
     before = {n: p.clone() for n, p in untouched.named_parameters()}
     assert not merge_plain_lora(untouched, adapter)  # rsLoRA scales differently: peft's job
     assert all(torch.equal(p, before[n]) for n, p in untouched.named_parameters())
+    assert not is_light(load_weights(tiny_dir, adapter=adapter, light=True))  # peft merges it, into HF's model
 
 
 def test_values_match_normalizes_case_spacing_and_numbers():
