@@ -33,7 +33,8 @@ def lap(tag: str, last: list[float] = [STARTED]) -> None:  # noqa: B006 - the pr
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--numerics", default="auto", choices=("auto", "fp32", "bf16", "int8"))
+    # No choices= here: the list lives in extractkit._gemma, whose import (torch) this script times.
+    parser.add_argument("--numerics", default="auto", help="Extractor's numerics (auto, fp32, bf16, int8, qint8)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--load", default="light", choices=("light", "transformers"),
                         help="the fast engine's own Gemma 3 modules (the default load) or transformers' model")

@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--copy", type=int, default=None, help="copy-draft tokens per row (default: the engine's)")
     parser.add_argument("--screen", choices=("auto", "qint8", "int8", "bf16", "off"), default="auto",
                         help="the head's screen (default: what the engine chooses)")
-    parser.add_argument("--numerics", choices=("auto", "fp32", "bf16", "int8", "qint8"), default="fp32")
+    parser.add_argument("--numerics", default="fp32", help="Extractor's numerics (auto, fp32, bf16, int8, qint8)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     import torch

@@ -6,7 +6,7 @@ Part 1 times the 18 layers' seven projections of Gemma 3 270M (random fp32
 weights of the real shapes, 400 MB, so they stream from memory as in a decode
 step) at 1-600 positions, both ways, in one process. --runner also times the
 real model's decode step (`GemmaRunner.forward` after an 800-token prefill) at
-1, 2 and 4 positions with `_gemma._fp32_linear` on and forced off. Prints
+1, 2 and 4 positions with `_numerics.fp32_linear` on and forced off. Prints
 milliseconds and the ratio. Run it on a quiet machine.
 """
 
@@ -42,7 +42,7 @@ def runner_steps(repeats: int) -> None:
     import torch
 
     from extractkit import Extractor
-    from extractkit import _gemma
+    from extractkit import _numerics
     from extractkit._gemma import GemmaRunner
 
     loaded = Extractor.from_pretrained(numerics="fp32").backend
@@ -54,9 +54,9 @@ def runner_steps(repeats: int) -> None:
         for width in (1, 2, 4):
             def step():
                 runner.forward(cache, slice(0, 1), torch.randint(0, 1000, (1, width)), torch.tensor([800]))
-            tall, _gemma._TALL = _gemma._TALL, 0  # every projection through the module
+            tall, _numerics.TALL = _numerics.TALL, 0  # every projection through the module
             off = timed(step, repeats)
-            _gemma._TALL = tall
+            _numerics.TALL = tall
             on = timed(step, repeats)
             print(f"{width:>10} positions {off:>19.1f} {on:>11.1f} {off / on:>6.2f}")
 

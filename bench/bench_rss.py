@@ -35,7 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=24)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--numerics", default="fp32", choices=("auto", "fp32", "bf16", "int8"))
+    parser.add_argument("--numerics", default="fp32", help="Extractor's numerics (auto, fp32, bf16, int8, qint8)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=384)
     parser.add_argument("--raw", type=Path, help="write the raw outputs here (JSON list)")

@@ -42,6 +42,7 @@ from ._gemma import GemmaRunner
 from ._kvcache import KVCache
 from ._head import SMALL, Head
 from ._pages import trim
+from ._prompt import calibration_prompt
 
 PREFIXES = 8        # prefix caches kept (one per schema in use)
 COPY_POSITIONS = 32  # copy-drafted positions per pass, shared by its rows (see `_draft`)
@@ -70,6 +71,8 @@ class FastDecoder:
         self._rows = 1    # rows in the current pass: copy drafts shrink as the batch grows
         self.runner = GemmaRunner(hf_model, numerics, own_weights)
         self.tokenizer = tokenizer
+        # qint8 takes its fp32 dims from the first prompt it sees: always the same one.
+        self.runner.calibrate(tokenizer(calibration_prompt())["input_ids"])
         self.eos = tokenizer.eos_token_id
         self.head = Head(self.runner.head, self.eos, screen, small)
         self.vocab = self.runner.head.shape[0]

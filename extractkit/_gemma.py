@@ -5,13 +5,14 @@ a batch to the same length. The engine (`_engine.py`) needs more: a sequence
 may join a running batch, leave it, reuse a prefilled prompt prefix, and feed
 several tokens in one pass (fast-forward). So it owns the cache (`_kvcache.py`:
 a row per sequence, each with its own length, rings for the sliding-window
-layers) and runs the decoder layers itself with the Hugging Face modules'
-weights and norms, so only the attention bookkeeping is new code (and the
-projections' kernel orientation at decode sizes, `_fp32_linear`).
+layers) and runs the decoder layers itself with the modules' weights and norms
+(`_gemma3.py`'s, or transformers' when they loaded the model), so only the
+attention bookkeeping is new code; the projections' kernels are `_numerics.py`'s.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import torch
@@ -20,76 +21,13 @@ import torch.nn.functional as F
 from . import _int8, _machine, _qint8
 from ._gemma3 import apply_rotary_pos_emb
 from ._kvcache import KVCache, attention_views
+from ._numerics import NUMERICS, choose_numerics, fp32_linear, layer_shapes, low_precision
 from ._pages import FileRows, release, trim
 
 
 def supports(hf_model: Any) -> bool:
     """True for the architecture this runner implements (Gemma 3 text)."""
     return getattr(hf_model.config, "model_type", "") in ("gemma3_text", "gemma3")
-
-
-# The decoder layers' matmuls; norms, attention and the residual stay fp32. "auto" picks among
-# fp32, bf16 and qint8 (int8 x int8, fbgemm) by timing: the two low-precision ones passed the
-# SROIE-dev accuracy gate (docs/performance.md). "int8" (weight-only, per-row scales) is opt-in.
-NUMERICS = ("auto", "fp32", "bf16", "int8", "qint8")
-
-
-def choose_numerics(device: torch.device, shapes: tuple[tuple[int, int], ...] = ((2048, 640),)) -> str:
-    """The fastest of fp32, bf16 and qint8 on this machine for one layer's projections.
-
-    Measured, not guessed from CPU flags: bf16 is ~4x faster with avx512_bf16
-    or AMX and slower than fp32 on CPUs that emulate it; fbgemm's int8 x int8
-    is x86-only and pays on AVX2. `shapes` are the layer's weights [out, in]
-    as the runner calls them; each kernel runs them at 1 and 16 rows (one
-    document, a batch) and must beat fp32 by 20 % to be taken, since either
-    can change an output where two tokens nearly tie. The test weights fit in
-    the CPU's caches, which flatters fp32 at one row (memory-bound there: a
-    real layer's fp32 weights are ~3x qint8's bytes), so the choice errs
-    towards fp32. Costs ~0.2 s, once.
-    """
-    import time
-
-    # Each kernel as the runner calls it (`_linear`'s three paths), output conversions included.
-    modules = [torch.nn.Linear(n_in, n_out, bias=False, device=device).requires_grad_(False)
-               for n_out, n_in in shapes]
-    inputs = [[torch.randn(n, m.in_features, device=device) for n in (1, 16)] for m in modules]
-    kernels = {"fp32": [lambda x, m=m: _fp32_linear(m, x) for m in modules],
-               "bf16": [lambda x, b=m.weight.bfloat16(): F.linear(x.to(torch.bfloat16), b).float()
-                        for m in modules]}
-    if _qint8.available(device):
-        try:
-            kernels["qint8"] = [_qint8.QLinear(m.weight, _qint8.fp32_dims(xs[1])) for m, xs in zip(modules, inputs)]
-        except RuntimeError:  # a torch without the quantized types (deprecated in 2.13): not a choice
-            pass
-
-    def one_round(layer: list) -> None:
-        for kernel, xs in zip(layer, inputs):
-            for x in xs:
-                kernel(x)
-
-    # Each kernel's fastest of 10 rounds, the kernels taking turns within a round: a round that
-    # another process preempts costs that round only, so a busy machine (a Ray worker beside
-    # others) does not flip the choice - a sum over rounds did, 1 time in 4 on the tiny model.
-    timings = {name: float("inf") for name in kernels}
-    for round_ in range(11):  # round 0 warms up: packing, allocator, first-call dispatch
-        for name, layer in kernels.items():
-            start = time.perf_counter()
-            one_round(layer)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if round_:
-                timings[name] = min(timings[name], time.perf_counter() - start)
-    best = min(timings, key=timings.get)
-    return best if timings[best] < 0.8 * timings["fp32"] else "fp32"
-
-
-def _shapes(layer: Any) -> tuple[tuple[int, int], ...]:
-    """A decoder layer's projections [out, in] as `_linears` calls them in qint8 (q+k+v, o, gate+up, down)."""
-    a, m = layer.self_attn, layer.mlp
-    return ((a.q_proj.out_features + a.k_proj.out_features + a.v_proj.out_features, a.q_proj.in_features),
-            (a.o_proj.out_features, a.o_proj.in_features),
-            (m.gate_proj.out_features + m.up_proj.out_features, m.gate_proj.in_features),
-            (m.down_proj.out_features, m.down_proj.in_features))
 
 
 class GemmaRunner:
@@ -130,18 +68,20 @@ class GemmaRunner:
         if self.head.dtype != torch.float32:
             numerics = "fp32"  # "fp32" means: the modules as loaded
         elif numerics == "auto":  # measured once per machine, then remembered (`_machine.py`)
-            device, shapes = self.head.device, _shapes(self.body.layers[0])
+            device, shapes = self.head.device, layer_shapes(self.body.layers[0])
             numerics = _machine.choice(f"numerics {device.type} {shapes}", lambda: choose_numerics(device, shapes))
         if numerics == "qint8" and not _qint8.available(self.head.device):
             raise RuntimeError("numerics='qint8' needs torch's fbgemm backend on an x86 CPU")
         self.numerics = numerics
         self._low: dict[int, tuple[torch.Tensor, ...]] = {}  # id(Linear) -> (bf16 weight,) or (int8, scales)
         self._q: dict[int, _qint8.QLinear] = {}  # qint8: id(first Linear) -> the int8 x int8 form, built at first call
+        self._names = {id(m): name for name, m in self.body.named_modules()}  # what a saved form is of
+        self._remember = ""  # qint8: what names the weights and calibration prompt (`calibrate`), if anything
         self._own = own_weights
         if numerics in ("bf16", "int8"):
             for module in self.body.modules():
                 if isinstance(module, torch.nn.Linear):
-                    self._low[id(module)] = _low_precision(module.weight.detach(), numerics)
+                    self._low[id(module)] = low_precision(module.weight.detach(), numerics)
                     if own_weights:
                         # Nobody else runs this model: keep only the low-precision weights (a half
                         # or a quarter of the fp32 bytes), hand a memory-mapped original's pages back.
@@ -156,7 +96,7 @@ class GemmaRunner:
             return self._qlinear((module,), x)[0]
         low = self._low.get(id(module))
         if low is None:
-            return _fp32_linear(module, x)
+            return fp32_linear(module, x)
         if len(low) == 1:
             out = F.linear(x.to(torch.bfloat16), low[0]).float()
         else:
@@ -176,21 +116,81 @@ class GemmaRunner:
         flat = x.reshape(-1, x.shape[-1])
         q = self._q.get(id(modules[0]))
         if q is None:
-            # Built at the first call (the shared prefix's prefill): its fp32 dims are the inputs'
-            # largest on average there - the few outlier channels every token shares.
-            weights = [m.weight.detach() for m in modules]
-            weight = torch.cat(weights) if len(weights) > 1 else weights[0]  # one: its own pages, no copy
-            q = self._q[id(modules[0])] = _qint8.QLinear(weight, _qint8.fp32_dims(flat))
-            if self._own:  # nobody else runs this model: the fp32 weights can go
-                for m in modules:
-                    old = m.weight.data
-                    m.weight = torch.nn.Parameter(old.new_empty(0), requires_grad=False)
-                    release(old)
-                if len(self._q) == 4 * self.config.num_hidden_layers:  # q+k+v, o, gate+up, down
-                    trim()
+            # Built at the first call (the engine's calibration prompt, `calibrate`): its fp32
+            # dims are the inputs' largest on average there - the outlier channels tokens share.
+            q = self._adopt(modules, self._quantized(modules, _qint8.fp32_dims(flat)))
         out = q(flat).view(*x.shape[:-1], -1)
         parts = out.split([m.out_features for m in modules], dim=-1)
         return tuple(p if m.bias is None else p + m.bias for p, m in zip(parts, modules))
+
+    def calibrate(self, ids: list[int]) -> None:
+        """Fix qint8's fp32 dims on a prompt of the caller's choosing, before any other input.
+
+        They are read off the first hidden states each projection sees; without this, that
+        is whatever is decoded first. Where the model names the files its weights came from
+        (`_gemma3`'s `source`), the int8 forms are remembered under those files and this
+        prompt (`_machine.py`), and a later process reads them back instead of quantizing
+        (~0.5 s) and running the prompt. No-op for other numerics, or once calibrated.
+        """
+        if self.numerics != "qint8" or self._q:
+            return
+        source = getattr(self.hf, "source", "")
+        if source:
+            self._remember = f"calibrated on {hashlib.sha256(repr(ids).encode()).hexdigest()[:16]} of {source}"
+            saved = [_machine.saved(self._key(group), lambda state, g=group: self._fits(state, g))
+                     for group in self._groups()]
+            if all(state is not None for state in saved):
+                for group, state in zip(self._groups(), saved):
+                    self._adopt(group, _qint8.QLinear.restore(state))
+                return
+        self.forward(self.new_cache(1, len(ids)), slice(0, 1), torch.tensor([ids], device=self.device),
+                     torch.zeros(1, dtype=torch.long, device=self.device))
+
+    def _groups(self) -> list[tuple[Any, ...]]:
+        """The projections as `_qlinear` takes them, four a layer: q+k+v, o, gate+up, down."""
+        return [group for layer in self.body.layers[: self.config.num_hidden_layers]
+                for group in ((layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj),
+                              (layer.self_attn.o_proj,), (layer.mlp.gate_proj, layer.mlp.up_proj),
+                              (layer.mlp.down_proj,))]
+
+    def _key(self, modules: tuple[Any, ...]) -> str:
+        return f"qint8 {'+'.join(self._names[id(m)] for m in modules)} {self._remember}"
+
+    @staticmethod
+    def _fits(state: dict, modules: tuple[Any, ...], dims: torch.Tensor | None = None) -> bool:
+        """A saved form has these projections' shapes (and, where given, these fp32 dims)."""
+        rows = sum(m.out_features for m in modules)
+        return (state["fp32"].shape == (len(state["dims"]), rows) and state["int8.0"].shape[1] == modules[0].in_features
+                and (dims is None or torch.equal(state["dims"], dims)))
+
+    def _quantized(self, modules: tuple[Any, ...], dims: torch.Tensor) -> _qint8.QLinear:
+        """`modules`' weights, stacked, as a `QLinear` with `dims` in fp32 (saved when remembered)."""
+        def build() -> _qint8.QLinear:
+            weights = [m.weight.detach() for m in modules]
+            weight = torch.cat(weights) if len(weights) > 1 else weights[0]  # one: its own pages, no copy
+            return _qint8.QLinear(weight, dims)
+
+        if not self._remember:
+            return build()
+        built: list[_qint8.QLinear] = []
+
+        def build_state() -> dict:
+            built.append(build())  # this process decodes with what it built, not a copy read back
+            return built[0].state()
+
+        saved = _machine.tensors(self._key(modules), build_state, lambda state: self._fits(state, modules, dims))
+        return built[0] if built else _qint8.QLinear.restore(saved)
+
+    def _adopt(self, modules: tuple[Any, ...], q: _qint8.QLinear) -> _qint8.QLinear:
+        self._q[id(modules[0])] = q
+        if self._own:  # nobody else runs this model: the fp32 weights can go
+            for m in modules:
+                old = m.weight.data
+                m.weight = torch.nn.Parameter(old.new_empty(0), requires_grad=False)
+                release(old)
+            if len(self._q) == 4 * self.config.num_hidden_layers:  # q+k+v, o, gate+up, down
+                trim()
+        return q
 
     @property
     def device(self) -> torch.device:
@@ -263,29 +263,6 @@ class GemmaRunner:
         return self._linear(attn.o_proj, out if real is None else out[real][None])
 
 
-# Up to this many positions, `_fp32_linear` computes W @ x^T instead of x @ W^T.
-_TALL = 256
-
-
-def _fp32_linear(module: Any, x: torch.Tensor) -> torch.Tensor:
-    """module(x), computed as W @ x^T when x has few positions: the same products, faster.
-
-    With 2-32 positions (a decode step: one token per row plus drafts) MKL's
-    x @ W^T runs about one weight pass per position - 2 positions cost 2x one -
-    while W @ x^T reads each weight once: an 18-layer step at 4 positions
-    measured 81 -> 33 ms on a 2-core AVX2 CPU. The sums are blocked differently,
-    so values can differ in the last bits - as they do between batch sizes in
-    any kernel; greedy picks are checked against generate() (tests, bench/).
-    From ~64 positions on the two are within noise of each other, and prefill
-    (hundreds) keeps the module (`python bench/bench_projections.py --runner`).
-    """
-    flat = x.reshape(-1, x.shape[-1])
-    if flat.shape[0] > _TALL:
-        return module(x)
-    out = torch.mm(module.weight, flat.t()).t().contiguous().view(*x.shape[:-1], -1)
-    return out if module.bias is None else out + module.bias
-
-
 def _padded(x: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
     """[1, real positions, n] back to [B, K, n], zeros at the padding (whose keys nothing reads)."""
     if real is None:
@@ -293,11 +270,6 @@ def _padded(x: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
     out = x.new_zeros((*real.shape, x.shape[-1]))
     out[real] = x[0]
     return out
-
-
-def _low_precision(weight: torch.Tensor, numerics: str) -> tuple[torch.Tensor, ...]:
-    """(bf16 weight,) or (int8 weight, bf16 scale per row) for `_linear`."""
-    return (weight.to(torch.bfloat16),) if numerics == "bf16" else _int8.quantize(weight)
 
 
 def _attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,

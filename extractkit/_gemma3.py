@@ -189,6 +189,10 @@ class Gemma3ForCausalLM(nn.Module):
         super().__init__()
         self.config = config
         self.model = TextModel(config)
+        # The files the weights came from (path, inode, size, mtime of each; `load` and the
+        # adapter merge fill it in): names these exact weights for what is derived from them
+        # and remembered across processes (`_gemma.GemmaRunner`'s int8 layers).
+        self.source = ""
 
     def get_output_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens  # tied: the head is the embedding's [vocab, hidden] weight
@@ -222,7 +226,14 @@ def load(path: Path, dtype: torch.dtype = torch.float32, device: str = "cpu") ->
     missing = set(params) - seen
     if missing:
         raise ValueError(f"the checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[0]}")
+    model.source = f"{'; '.join(file_identity(f) for f in files)} as {dtype}"
     return model.to(device).eval()
+
+
+def file_identity(path: Path) -> str:
+    """Which bytes a file holds, cheaply: its path, inode, size and modification time."""
+    info = path.stat()
+    return f"{path.resolve()} inode {info.st_ino} size {info.st_size} mtime {info.st_mtime_ns}"
 
 
 def _assign(model: nn.Module, name: str, tensor: torch.Tensor, dtype: torch.dtype) -> None:

@@ -269,6 +269,8 @@ def _load_light(path: Path, adapter: str | os.PathLike | None, device: str, dtyp
                 return None  # not a plain LoRA: peft merges it, into transformers' model
         except Exception as exc:
             raise ModelLoadError(f"cannot apply the adapter at {adapter}: {exc}") from exc
+        files = sorted(Path(adapter).glob("adapter_*"))
+        model.source += f"; merged with {'; '.join(_gemma3.file_identity(f) for f in files)}"
     return model.to(device).eval()
 
 

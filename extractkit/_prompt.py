@@ -96,3 +96,39 @@ def render_prompt(text: str, schema: Any) -> str:
     drive an exported extractkit model with this string.
     """
     return render_prompt_for_schema(text, as_output_schema(schema).json_schema)
+
+
+# The one prompt the fast engine calibrates qint8 numerics on (`_engine.FastDecoder`): which
+# input dims stay fp32 is read off the first hidden states a model sees, on average over their
+# positions, and the instruction + schema of different schemas pick different ones. Always this
+# prompt, so a process's outputs never depend on which schema it extracted first. It mixes the
+# kinds of text extractkit reads (a mail with a signature, an invoice, a receipt) and of fields
+# (names, an email, a phone, dates, amounts, a list).
+CALIBRATION_SCHEMA: dict[str, Any] = {
+    "title": "Document", "type": "object",
+    "properties": {
+        "sender": {"type": ["string", "null"], "description": "who wrote it"},
+        "email": {"type": ["string", "null"]},
+        "phone": {"type": ["string", "null"]},
+        "company": {"type": ["string", "null"], "description": "the seller's name"},
+        "date": {"type": ["string", "null"], "format": "date"},
+        "items": {"type": "array", "items": {"title": "Item", "type": "object", "properties": {
+            "description": {"type": "string"}, "quantity": {"type": ["number", "null"]},
+            "amount": {"type": ["number", "null"]}}}},
+        "total": {"type": ["number", "null"], "description": "the amount paid, tax included"},
+        "currency": {"type": ["string", "null"], "enum": ["EUR", "USD", "GBP", "MYR", None]},
+    },
+}
+CALIBRATION_TEXT = (
+    "From: Jonas Weber <j.weber@example-logistics.de>\nSubject: Re: order 4471 - invoice attached\n\n"
+    "Hi Priya,\nthanks for the quick turnaround. Invoice INV-2024-0311 (issued 12 March 2024, due "
+    "11 April 2024) covers 3 x pallet racking at EUR 1,250.00 and installation (1 day) at EUR 640.00; "
+    "VAT 19%: EUR 1,034.10, total EUR 6,474.10.\n\nBest regards,\nJonas Weber | Head of Operations\n"
+    "Example Logistics GmbH, Hafenstrasse 9, 20457 Hamburg | +49 40 1234 5678\n\n"
+    "SUNRISE MART SDN BHD (12345-K)\nNO 8, JALAN MERANTI 3, 47100 PUCHONG\n"
+    "INVOICE NO: CS10031  DATE: 05/03/2024 14:21\n2 x MINERAL WATER 1.5L  3.00\n"
+    "1 x BREAD WHOLEMEAL  4.20\nTOTAL (INCL GST 6%): RM 7.20\nTHANK YOU, PLEASE COME AGAIN")
+
+
+def calibration_prompt() -> str:
+    return render_prompt_for_schema(CALIBRATION_TEXT, CALIBRATION_SCHEMA)

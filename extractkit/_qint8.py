@@ -98,6 +98,36 @@ class QLinear:
             self.error_norm = max(self.error_norm, float(error.norm(dim=1).max()))
         return torch.ops.quantized.linear_prepack(q, None)
 
+    def state(self) -> dict[str, torch.Tensor]:
+        """What `restore` rebuilds this from: the int8 rows and scales of each slice, the fp32 part."""
+        out = {"dims": self.dims, "fp32": self.fp32}
+        for i, packed in enumerate(self.packed):
+            q, _ = torch.ops.quantized.linear_unpack(packed)
+            out[f"int8.{i}"], out[f"scales.{i}"] = q.int_repr(), q.q_per_channel_scales()
+        return out
+
+    @classmethod
+    def restore(cls, state: dict[str, torch.Tensor]) -> "QLinear":
+        """A `QLinear` from `state()`: the same packed rows, without quantizing again.
+
+        fbgemm's packing itself still runs (its packed layout is not saved), but the
+        rounding of every weight - most of building - is read instead of computed.
+        """
+        self = cls.__new__(cls)
+        # Copies (small): a saved file's tensors share its memory map, which then unmaps whole.
+        self.dims, self.fp32 = state["dims"].clone(), state["fp32"].clone()
+        self.measure, self.norm1, self.error, self.error_norm = False, 0.0, 0.0, 0.0
+        self.packed = []
+        self.rest = torch.ones(state["int8.0"].shape[1], dtype=torch.bool)
+        self.rest[self.dims] = False
+        for i in range(sum(name.startswith("int8.") for name in state)):
+            rows, scales = state[f"int8.{i}"], state[f"scales.{i}"].double()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # as in `_pack`
+                q = torch._make_per_channel_quantized_tensor(rows, scales, torch.zeros(len(rows), dtype=torch.long), 0)
+            self.packed.append(torch.ops.quantized.linear_prepack(q, None))
+        return self
+
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(x with the fp32 dims zeroed, each row's largest remaining magnitude [n, 1])."""
         rest = x * self.rest

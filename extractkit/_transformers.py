@@ -22,7 +22,7 @@ DECODERS = ("fast", "generate")  # extractkit's engine (`_engine.py`) / transfor
 
 
 def _check_options(decoder: str, numerics: str) -> None:
-    from ._gemma import NUMERICS
+    from ._numerics import NUMERICS
 
     if decoder not in DECODERS:
         raise UsageError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")

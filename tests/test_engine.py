@@ -78,18 +78,18 @@ def test_low_precision_numerics_decode_valid_objects(tiny_parts, numerics):
 def test_auto_numerics_picks_only_gated_kernels(monkeypatch):
     # "auto" chooses among the kernels that passed the accuracy gate: never weight-only int8, and
     # qint8 only where fbgemm runs (x86).
-    from extractkit import _gemma, _qint8
+    from extractkit import _numerics, _qint8
 
-    assert _gemma.choose_numerics(torch.device("cpu")) in ("fp32", "bf16", "qint8")
+    assert _numerics.choose_numerics(torch.device("cpu")) in ("fp32", "bf16", "qint8")
     monkeypatch.setattr(_qint8, "available", lambda device: False)
-    assert _gemma.choose_numerics(torch.device("cpu")) in ("fp32", "bf16")
+    assert _numerics.choose_numerics(torch.device("cpu")) in ("fp32", "bf16")
 
     def gone(*args, **kwargs):  # a torch whose quantized types were removed
         raise RuntimeError("quantize_per_channel is not available")
 
     monkeypatch.setattr(_qint8, "available", lambda device: True)
     monkeypatch.setattr(_qint8, "QLinear", gone)
-    assert _gemma.choose_numerics(torch.device("cpu")) in ("fp32", "bf16")
+    assert _numerics.choose_numerics(torch.device("cpu")) in ("fp32", "bf16")
 
 
 @pytest.mark.parametrize("numerics", ["int8", "qint8"])
@@ -108,6 +108,19 @@ def test_int8_layers_stay_close_to_fp32(tiny_parts, numerics):
     assert (got - exact).abs().max() < 0.02 * exact.abs().max()
     if numerics == "qint8":
         assert 7 in runner._q[id(linear)].dims.tolist()  # chosen from the first call's inputs
+
+
+def test_qint8_outputs_do_not_depend_on_what_was_extracted_first(tiny_parts):
+    # qint8's fp32 dims are fixed on the engine's calibration prompt, not on the first schema's prefix.
+    model, tokenizer = tiny_parts
+    alone = FastDecoder(model, tokenizer, numerics="qint8")
+    after = FastDecoder(model, tokenizer, numerics="qint8")
+    dims = {key: q.dims.tolist() for key, q in alone.runner._q.items()}
+    assert dims and dims == {key: q.dims.tolist() for key, q in after.runner._q.items()}
+    _raw(model, tokenizer, "fast", "contact", TEXTS[:2], 2, fast=after)
+    assert (_raw(model, tokenizer, "fast", "invoice", TEXTS[:3], 2, fast=after)
+            == _raw(model, tokenizer, "fast", "invoice", TEXTS[:3], 2, fast=alone))
+    assert dims == {key: q.dims.tolist() for key, q in after.runner._q.items()}
 
 
 @pytest.mark.parametrize("numerics", ["bf16", "int8", "qint8"])
@@ -192,16 +205,16 @@ def test_runner_skips_padding_without_changing_real_positions(tiny_parts):
 def test_fp32_projection_matches_the_module(positions, bias):
     # Decode-sized inputs go through W @ x^T (MKL's x @ W^T costs a weight pass per
     # position there): same values up to summation order; prefill-sized ones are the module.
-    from extractkit._gemma import _TALL, _fp32_linear
+    from extractkit._numerics import TALL, fp32_linear
 
     torch.manual_seed(positions)
     module = torch.nn.Linear(640, 384, bias=bias)
     x = torch.randn(1, positions, 640)
     with torch.inference_mode():
-        got, want = _fp32_linear(module, x), module(x)
+        got, want = fp32_linear(module, x), module(x)
     assert got.shape == want.shape and got.is_contiguous()
     assert torch.allclose(got, want, rtol=0, atol=1e-5)
-    if positions > _TALL:
+    if positions > TALL:
         assert torch.equal(got, want)
 
 

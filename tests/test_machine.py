@@ -81,3 +81,47 @@ def test_the_head_screen_is_saved_per_file_and_checked(remember, tmp_path):
     other = Head(file_backed(tmp_path / "other", 20000, 64, seed=7), eos=0, screen="int8")
     wrong = other._build("int8")
     assert not wrong.matches(restored._rows)
+
+
+def test_qint8_layers_restored_from_their_saved_rows_compute_the_same():
+    from extractkit import _qint8
+
+    generator = torch.Generator().manual_seed(5)
+    weight, x = torch.randn(48, 40, generator=generator), torch.randn(6, 40, generator=generator)
+    x[:, 3] *= 25
+    built = _qint8.QLinear(weight, _qint8.fp32_dims(x))
+    restored = _qint8.QLinear.restore(built.state())
+    assert torch.equal(restored(x), built(x))
+    assert torch.equal(restored.dims, built.dims) and not restored.rest[built.dims].any()
+
+
+def test_the_runners_qint8_layers_are_remembered_per_weights_and_calibration(remember, tiny_dir, monkeypatch):
+    # A second runner on the same files and calibration prompt reads every int8 form back (no
+    # layer quantized, no calibration pass) and computes the same; other weights build their own.
+    from extractkit import _gemma3, _qint8
+    from extractkit._gemma import GemmaRunner
+
+    calibration, prompt = list(range(3, 40)), torch.tensor([[2, 40, 41, 42, 43, 44, 45, 46]])
+
+    def hidden(model) -> torch.Tensor:
+        runner = GemmaRunner(model, numerics="qint8")
+        runner.calibrate(calibration)
+        return runner.forward(runner.new_cache(1, 16), slice(0, 1), prompt, torch.tensor([0]))
+
+    first = hidden(_gemma3.load(tiny_dir))
+    forms = 4 * _gemma3.load(tiny_dir).config.num_hidden_layers  # q+k+v, o, gate+up, down a layer
+    assert len(list(remember.glob("*.safetensors"))) == forms
+    quantized, build = [], _qint8.QLinear.__init__
+    monkeypatch.setattr(_qint8.QLinear, "__init__", lambda self, *a, **k: quantized.append(1) or build(self, *a, **k))
+    forwards, forward = [], GemmaRunner.forward
+    monkeypatch.setattr(GemmaRunner, "forward", lambda self, *a, **k: forwards.append(1) or forward(self, *a, **k))
+    assert torch.equal(hidden(_gemma3.load(tiny_dir)), first)
+    assert not quantized and len(forwards) == 1  # only the prompt's own pass
+    other = _gemma3.load(tiny_dir)
+    other.source += "; merged with another adapter"
+    hidden(other)
+    assert len(quantized) == forms
+    assert len(list(remember.glob("*.safetensors"))) == 2 * forms
+    uncalibrated = GemmaRunner(_gemma3.load(tiny_dir), numerics="qint8")  # no calibration: nothing to name it by
+    uncalibrated.forward(uncalibrated.new_cache(1, 16), slice(0, 1), prompt, torch.tensor([0]))
+    assert len(list(remember.glob("*.safetensors"))) == 2 * forms

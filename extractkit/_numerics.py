@@ -1,0 +1,109 @@
+"""The layer kernels the runner's projections use, and choosing among them per machine.
+
+A decoder layer's seven projections are nearly all of a decode step's layer
+work. They run in one of four numerics: fp32 (exact against transformers'
+forward, with a decode-size orientation, `fp32_linear`), bf16 copies, weight-only
+int8 (`_int8.py`) or int8 x int8 (`_qint8.py`, fbgemm). Everything else of the
+layer stays fp32 in `_gemma.py`. "auto" is measured here once per machine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from . import _int8, _qint8
+
+
+# The decoder layers' matmuls; norms, attention and the residual stay fp32. "auto" picks among
+# fp32, bf16 and qint8 (int8 x int8, fbgemm) by timing: the two low-precision ones passed the
+# SROIE-dev accuracy gate (docs/performance.md). "int8" (weight-only, per-row scales) is opt-in.
+NUMERICS = ("auto", "fp32", "bf16", "int8", "qint8")
+
+
+def choose_numerics(device: torch.device, shapes: tuple[tuple[int, int], ...] = ((2048, 640),)) -> str:
+    """The fastest of fp32, bf16 and qint8 on this machine for one layer's projections.
+
+    Measured, not guessed from CPU flags: bf16 is ~4x faster with avx512_bf16
+    or AMX and slower than fp32 on CPUs that emulate it; fbgemm's int8 x int8
+    is x86-only and pays on AVX2. `shapes` are the layer's weights [out, in]
+    as the runner calls them; each kernel runs them at 1 and 16 rows (one
+    document, a batch) and must beat fp32 by 20 % to be taken, since either
+    can change an output where two tokens nearly tie. The test weights fit in
+    the CPU's caches, which flatters fp32 at one row (memory-bound there: a
+    real layer's fp32 weights are ~3x qint8's bytes), so the choice errs
+    towards fp32. Costs ~0.2 s, once.
+    """
+    import time
+
+    # Each kernel as the runner calls it (`_linear`'s three paths), output conversions included.
+    modules = [torch.nn.Linear(n_in, n_out, bias=False, device=device).requires_grad_(False)
+               for n_out, n_in in shapes]
+    inputs = [[torch.randn(n, m.in_features, device=device) for n in (1, 16)] for m in modules]
+    kernels = {"fp32": [lambda x, m=m: fp32_linear(m, x) for m in modules],
+               "bf16": [lambda x, b=m.weight.bfloat16(): F.linear(x.to(torch.bfloat16), b).float()
+                        for m in modules]}
+    if _qint8.available(device):
+        try:
+            kernels["qint8"] = [_qint8.QLinear(m.weight, _qint8.fp32_dims(xs[1])) for m, xs in zip(modules, inputs)]
+        except RuntimeError:  # a torch without the quantized types (deprecated in 2.13): not a choice
+            pass
+
+    def one_round(layer: list) -> None:
+        for kernel, xs in zip(layer, inputs):
+            for x in xs:
+                kernel(x)
+
+    # Each kernel's fastest of 10 rounds, the kernels taking turns within a round: a round that
+    # another process preempts costs that round only, so a busy machine (a Ray worker beside
+    # others) does not flip the choice - a sum over rounds did, 1 time in 4 on the tiny model.
+    timings = {name: float("inf") for name in kernels}
+    for round_ in range(11):  # round 0 warms up: packing, allocator, first-call dispatch
+        for name, layer in kernels.items():
+            start = time.perf_counter()
+            one_round(layer)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if round_:
+                timings[name] = min(timings[name], time.perf_counter() - start)
+    best = min(timings, key=timings.get)
+    return best if timings[best] < 0.8 * timings["fp32"] else "fp32"
+
+
+def layer_shapes(layer: Any) -> tuple[tuple[int, int], ...]:
+    """A decoder layer's projections [out, in] as `_linears` calls them in qint8 (q+k+v, o, gate+up, down)."""
+    a, m = layer.self_attn, layer.mlp
+    return ((a.q_proj.out_features + a.k_proj.out_features + a.v_proj.out_features, a.q_proj.in_features),
+            (a.o_proj.out_features, a.o_proj.in_features),
+            (m.gate_proj.out_features + m.up_proj.out_features, m.gate_proj.in_features),
+            (m.down_proj.out_features, m.down_proj.in_features))
+
+
+# Up to this many positions, `fp32_linear` computes W @ x^T instead of x @ W^T.
+TALL = 256
+
+
+def fp32_linear(module: Any, x: torch.Tensor) -> torch.Tensor:
+    """module(x), computed as W @ x^T when x has few positions: the same products, faster.
+
+    With 2-32 positions (a decode step: one token per row plus drafts) MKL's
+    x @ W^T runs about one weight pass per position - 2 positions cost 2x one -
+    while W @ x^T reads each weight once: an 18-layer step at 4 positions
+    measured 81 -> 33 ms on a 2-core AVX2 CPU. The sums are blocked differently,
+    so values can differ in the last bits - as they do between batch sizes in
+    any kernel; greedy picks are checked against generate() (tests, bench/).
+    From ~64 positions on the two are within noise of each other, and prefill
+    (hundreds) keeps the module (`python bench/bench_projections.py --runner`).
+    """
+    flat = x.reshape(-1, x.shape[-1])
+    if flat.shape[0] > TALL:
+        return module(x)
+    out = torch.mm(module.weight, flat.t()).t().contiguous().view(*x.shape[:-1], -1)
+    return out if module.bias is None else out + module.bias
+
+
+def low_precision(weight: torch.Tensor, numerics: str) -> tuple[torch.Tensor, ...]:
+    """(bf16 weight,) or (int8 weight, bf16 scale per row) for `_linear`."""
+    return (weight.to(torch.bfloat16),) if numerics == "bf16" else _int8.quantize(weight)
