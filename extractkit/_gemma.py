@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from . import _int8, _machine, _qint8
 from ._gemma3 import apply_rotary_pos_emb
 from ._kvcache import KVCache, attention_views
-from ._numerics import NUMERICS, choose_numerics, fp32_linear, layer_shapes, low_precision
+from ._numerics import NUMERICS, choose_numerics, fp32_linear, layer_groups, layer_shapes, low_precision
 from ._pages import FileRows, release, trim
 
 
@@ -137,21 +137,19 @@ class GemmaRunner:
         source = getattr(self.hf, "source", "")
         if source:
             self._remember = f"calibrated on {hashlib.sha256(repr(ids).encode()).hexdigest()[:16]} of {source}"
-            saved = [_machine.saved(self._key(group), lambda state, g=group: self._fits(state, g))
-                     for group in self._groups()]
-            if all(state is not None for state in saved):
-                for group, state in zip(self._groups(), saved):
+            groups = [g for layer in self.body.layers[: self.config.num_hidden_layers] for g in layer_groups(layer)]
+            states = []
+            for group in groups:  # all or nothing: a missing form means running the prompt anyway
+                state = _machine.saved(self._key(group), lambda saved, g=group: self._fits(saved, g))
+                if state is None:
+                    break
+                states.append(state)
+            else:
+                for group, state in zip(groups, states):
                     self._adopt(group, _qint8.QLinear.restore(state))
                 return
         self.forward(self.new_cache(1, len(ids)), slice(0, 1), torch.tensor([ids], device=self.device),
                      torch.zeros(1, dtype=torch.long, device=self.device))
-
-    def _groups(self) -> list[tuple[Any, ...]]:
-        """The projections as `_qlinear` takes them, four a layer: q+k+v, o, gate+up, down."""
-        return [group for layer in self.body.layers[: self.config.num_hidden_layers]
-                for group in ((layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj),
-                              (layer.self_attn.o_proj,), (layer.mlp.gate_proj, layer.mlp.up_proj),
-                              (layer.mlp.down_proj,))]
 
     def _key(self, modules: tuple[Any, ...]) -> str:
         return f"qint8 {'+'.join(self._names[id(m)] for m in modules)} {self._remember}"
@@ -188,7 +186,7 @@ class GemmaRunner:
                 old = m.weight.data
                 m.weight = torch.nn.Parameter(old.new_empty(0), requires_grad=False)
                 release(old)
-            if len(self._q) == 4 * self.config.num_hidden_layers:  # q+k+v, o, gate+up, down
+            if len(self._q) == 4 * self.config.num_hidden_layers:  # every `layer_groups` group built
                 trim()
         return q
 

@@ -72,13 +72,16 @@ def choose_numerics(device: torch.device, shapes: tuple[tuple[int, int], ...] = 
     return best if timings[best] < 0.8 * timings["fp32"] else "fp32"
 
 
-def layer_shapes(layer: Any) -> tuple[tuple[int, int], ...]:
-    """A decoder layer's projections [out, in] as `_linears` calls them in qint8 (q+k+v, o, gate+up, down)."""
+def layer_groups(layer: Any) -> tuple[tuple[Any, ...], ...]:
+    """A decoder layer's projections as qint8 runs them, those sharing an input together:
+    q+k+v, o, gate+up, down (`GemmaRunner._linears` / `_linear`)."""
     a, m = layer.self_attn, layer.mlp
-    return ((a.q_proj.out_features + a.k_proj.out_features + a.v_proj.out_features, a.q_proj.in_features),
-            (a.o_proj.out_features, a.o_proj.in_features),
-            (m.gate_proj.out_features + m.up_proj.out_features, m.gate_proj.in_features),
-            (m.down_proj.out_features, m.down_proj.in_features))
+    return (a.q_proj, a.k_proj, a.v_proj), (a.o_proj,), (m.gate_proj, m.up_proj), (m.down_proj,)
+
+
+def layer_shapes(layer: Any) -> tuple[tuple[int, int], ...]:
+    """`layer_groups`' stacked weights [out, in]: what `choose_numerics` times."""
+    return tuple((sum(p.out_features for p in group), group[0].in_features) for group in layer_groups(layer))
 
 
 # Up to this many positions, `fp32_linear` computes W @ x^T instead of x @ W^T.

@@ -58,6 +58,13 @@ def fp32_dims(hidden: torch.Tensor) -> torch.Tensor:
     return hidden.abs().mean(dim=0).topk(min(FP32, hidden.shape[1] - 1)).indices.sort().values
 
 
+def _rest(dims: torch.Tensor, n: int) -> torch.Tensor:
+    """The mask of the input dims outside `dims` (those multiplied in int8)."""
+    rest = torch.ones(n, dtype=torch.bool, device=dims.device)
+    rest[dims] = False
+    return rest
+
+
 class QLinear:
     """x @ W^T for x [n, in] with W's int8 rows times int8 activations (fbgemm), `dims` of x in fp32.
 
@@ -70,8 +77,7 @@ class QLinear:
         if not available(weight.device):
             raise RuntimeError("int8 x int8 needs torch's fbgemm backend on an x86 CPU")
         self.dims = dims.to(weight.device)              # multiplied in fp32
-        self.rest = torch.ones(weight.shape[1], dtype=torch.bool, device=weight.device)
-        self.rest[self.dims] = False                    # multiplied in int8 x int8 (zeroed elsewhere)
+        self.rest = _rest(self.dims, weight.shape[1])   # multiplied in int8 x int8 (zeroed elsewhere)
         # [dims, rows]: the layout MKL multiplies fastest from 16 rows of hidden states.
         self.fp32 = torch.empty((len(self.dims), weight.shape[0]), dtype=weight.dtype)
         self.packed: list[object] = []
@@ -118,8 +124,7 @@ class QLinear:
         self.dims, self.fp32 = state["dims"].clone(), state["fp32"].clone()
         self.measure, self.norm1, self.error, self.error_norm = False, 0.0, 0.0, 0.0
         self.packed = []
-        self.rest = torch.ones(state["int8.0"].shape[1], dtype=torch.bool)
-        self.rest[self.dims] = False
+        self.rest = _rest(self.dims, state["int8.0"].shape[1])
         for i in range(sum(name.startswith("int8.") for name in state)):
             rows, scales = state[f"int8.{i}"], state[f"scales.{i}"].double()
             with warnings.catch_warnings():
