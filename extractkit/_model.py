@@ -228,6 +228,9 @@ def load_weights(path: Path, *, adapter: str | os.PathLike | None = None, device
     """
     import torch
 
+    from ._numerics import steady_math
+
+    steady_math()  # before the merge's matmuls and the first forward pass
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if light:
         model = _load_light(path, adapter, device, getattr(torch, dtype))

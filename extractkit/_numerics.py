@@ -5,10 +5,12 @@ work. They run in one of four numerics: fp32 (exact against transformers'
 forward, with a decode-size orientation, `fp32_linear`), bf16 copies, weight-only
 int8 (`_int8.py`) or int8 x int8 (`_qint8.py`, fbgemm). Everything else of the
 layer stays fp32 in `_gemma.py`. "auto" is measured here once per machine.
+Before any of it, `steady_math` makes MKL's elementwise functions reproducible.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -21,6 +23,32 @@ from . import _int8, _qint8
 # fp32, bf16 and qint8 (int8 x int8, fbgemm) by timing: the two low-precision ones passed the
 # SROIE-dev accuracy gate (docs/performance.md). "int8" (weight-only, per-row scales) is opt-in.
 NUMERICS = ("auto", "fp32", "bf16", "int8", "qint8")
+
+
+# The elementwise functions torch hands to MKL's VML (ATen/cpu/vml.h, `IMPLEMENT_VML_MKL`).
+_VML = ("acos", "asin", "atan", "cos", "erf", "erfc", "erfinv", "exp", "log", "log10", "log2",
+        "sin", "sqrt", "tan", "tanh", "trunc")
+
+
+@functools.cache
+def steady_math() -> None:
+    """Call each of torch's MKL VML functions once, on one thread, before anything else does.
+
+    On the 2-core AMX Xeon, the first *multi-threaded* VML call of a process after
+    an MKL matmul computed one thread's chunk with a less accurate method: the
+    first rotary `cos` table came back up to 1.5e-4 off in half its rows, in 2 to
+    5 of 30 fresh processes (`tests/test_numerics.py`'s script), and in the
+    engine's first forward pass in fp32, bf16 and qint8 alike. A greedy pick near
+    a tie then flips, so a document can read differently in two processes (CI
+    once saw a resumed ETL job's rows differ from a clean run's). A first call on a few values stays on one
+    thread (ATen splits VML work from 2,048 values up) and settles whatever MKL
+    picks lazily: the threaded `cos` after it was then exact in 60 of 60. Costs
+    ~0.1 ms, once per process; `load_weights` and the backend call it.
+    """
+    for dtype in (torch.float32, torch.float64):
+        x = torch.full((8,), 0.5, dtype=dtype)
+        for name in _VML:
+            getattr(torch, name)(x)
 
 
 def choose_numerics(device: torch.device, shapes: tuple[tuple[int, int], ...] = ((2048, 640),)) -> str:

@@ -40,8 +40,10 @@ class TransformersBackend:
         engine may convert its weights in place (numerics="bf16"/"int8" keeps only low-precision layer
         weights); a model handed in stays usable elsewhere."""
         from ._gemma import supports
+        from ._numerics import steady_math
 
         _check_options(decoder, numerics)
+        steady_math()  # a model handed in (not through `load_weights`): before its first forward
         self.numerics = numerics  # the fast engine's layer matmuls, auto/fp32/bf16 (generate() runs the model as loaded)
         self.model, self.tokenizer, self.name = model, tokenizer, name
         # The fast engine implements Gemma 3; any other architecture decodes through generate().
