@@ -47,7 +47,7 @@ def main() -> None:
     extractor.extract(texts[0], schema)  # warm: grammar, prefix cache, head screen
     fast = extractor.backend._fast
     if args.screen != "auto":
-        fast.head.screen, fast.head._copy = args.screen, None
+        fast.head.screen, fast.head._copy, fast.head._asking = args.screen, None, False
         extractor.extract(texts[0], schema)  # build that screen before the timed batch
     if args.copy is not None:
         fast.copy = args.copy

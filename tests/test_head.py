@@ -140,6 +140,33 @@ def test_auto_times_qint8_for_a_batch(weight, monkeypatch):
     assert picks == [reference(weight, h, torch.arange(VOCAB)) for h in hidden]
 
 
+def test_a_head_warmed_on_one_row_asks_again_at_its_first_batch(weight, monkeypatch):
+    """One row first (int8 measures cheapest), then a batch (qint8 does): the batch answer takes
+    over and its copy replaces the old one; later picks, one row or many, ask nothing more."""
+    from extractkit._qint8 import QInt8Screen
+
+    asked = []
+
+    def cost(run, one, batch):
+        asked.append(run)
+        owner = getattr(run, "__self__", None)
+        return 0.0 if isinstance(owner, QInt8Screen) else 0.5 if getattr(owner, "kind", "") == "int8" else 1.0
+
+    monkeypatch.setattr(Head, "_time", staticmethod(cost))
+    head = Head(weight, eos=1, screen="auto")
+    generator = torch.Generator().manual_seed(8)
+    everything = torch.arange(VOCAB)
+    one = torch.randn(1, HIDDEN, generator=generator)
+    assert head.pick(one, [everything]) == [reference(weight, one[0], everything)]
+    assert head.screen == "int8" and len(asked) == 3  # fp32, int8, bf16
+    hidden = torch.randn(4, HIDDEN, generator=generator)
+    assert head.pick(hidden, [everything] * 4) == [reference(weight, h, everything) for h in hidden]
+    assert head.screen == "qint8" and isinstance(head._copy, QInt8Screen) and len(asked) == 7
+    for rows in (one, hidden):
+        assert head.pick(rows, [everything] * len(rows)) == [reference(weight, h, everything) for h in rows]
+    assert head.screen == "qint8" and len(asked) == 7
+
+
 def test_qint8_screen_bound_holds_for_every_token(weight):
     """int8 x int8 with fp32 outlier dims: the bound covers the real gap for every token, and with
     the outliers taken out of the int8 part it is tight enough to prove picks (Gemma-like states)."""

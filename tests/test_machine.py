@@ -2,8 +2,8 @@
 
 - The first answer written wins, and every later question gets it without measuring.
 - Saved tensors come back equal; a damaged file, or one the caller refuses, is built again and replaced.
-- The head's int8 screen copy is saved per checkpoint file, restored equal, and refused when
-  it does not match the weights the head has.
+- The head's int8 and qint8 screen copies are saved per checkpoint file, restored equal, and
+  refused when they do not match the weights the head has.
 """
 
 from __future__ import annotations
@@ -81,6 +81,38 @@ def test_the_head_screen_is_saved_per_file_and_checked(remember, tmp_path):
     other = Head(file_backed(tmp_path / "other", 20000, 64, seed=7), eos=0, screen="int8")
     wrong = other._build("int8")
     assert not wrong.matches(restored._rows)
+
+
+@linux
+def test_the_qint8_head_screen_is_saved_per_file_and_checked(remember, tmp_path):
+    """Rows past one fbgemm slice (16,384), so a saved screen spans several packed parts."""
+    from test_memory import file_backed
+
+    from extractkit._qint8 import QInt8Screen
+
+    weight = file_backed(tmp_path, 20000, 64, seed=5)
+    hidden = torch.randn(3, 64, generator=torch.Generator().manual_seed(6))
+    hidden[:, [2, 9]] *= 30
+    everything = [torch.arange(20000)] * 3
+    expected = [int(torch.argmax(weight @ h)) for h in hidden]
+    fresh = Head(weight, eos=0, screen="qint8")
+    assert fresh.pick(hidden, everything) == expected
+    assert len(list(remember.glob("*.safetensors"))) == 1
+    restored = Head(weight, eos=0, screen="qint8")
+    assert restored.pick(hidden, everything) == expected
+    assert len(list(remember.glob("*.safetensors"))) == 1  # read back, not built again
+    assert torch.equal(restored._copy.linear.dims, fresh._copy.linear.dims)
+    assert torch.equal(restored._copy.logits(hidden), fresh._copy.logits(hidden))
+    assert restored._copy.bound(hidden[0], 1.0) == fresh._copy.bound(hidden[0], 1.0)
+    # First rows with other outlier dims: a copy of their own (the saved one's bound would be loose).
+    other_rows = torch.randn(2, 64, generator=torch.Generator().manual_seed(9))
+    assert Head(weight, eos=0, screen="qint8").pick(other_rows, everything[:2]) == [
+        int(torch.argmax(weight @ h)) for h in other_rows]
+    assert len(list(remember.glob("*.safetensors"))) == 2
+    saved = fresh._copy.tensors()
+    assert QInt8Screen.matches(saved, weight)
+    (tmp_path / "other").mkdir()
+    assert not QInt8Screen.matches(saved, file_backed(tmp_path / "other", 20000, 64, seed=7))
 
 
 def test_qint8_layers_restored_from_their_saved_rows_compute_the_same():
