@@ -208,6 +208,8 @@ class Head:
             self._asking = not batch  # the batch answer is final; the one-row answer holds until a batch
             if answer != self.screen:
                 self.screen, self._copy = answer, None  # built at its first use, the old copy freed
+                if self._mapped and self.screening:
+                    release(self.weight)  # what "off"'s full passes brought in: 671 MB of fp32 rows
         if not self.screening:
             logits = hidden @ self.weight.T
             self.stats["full"] += len(allowed)
