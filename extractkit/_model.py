@@ -229,8 +229,10 @@ def load_weights(path: Path, *, adapter: str | os.PathLike | None = None, device
     import torch
 
     from ._numerics import steady_math
+    from ._pages import map_large_allocations
 
     steady_math()  # before the merge's matmuls and the first forward pass
+    map_large_allocations()  # before the weights and caches are allocated
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if light:
         model = _load_light(path, adapter, device, getattr(torch, dtype))

@@ -131,6 +131,9 @@ class QLinear:
                 warnings.simplefilter("ignore", UserWarning)  # as in `_pack`
                 q = torch._make_per_channel_quantized_tensor(rows, scales, torch.zeros(len(rows), dtype=torch.long), 0)
             self.packed.append(torch.ops.quantized.linear_prepack(q, None))
+            # fbgemm copied the rows into its own layout; a memory-mapped file's pages of them would
+            # otherwise stay resident until the whole state is dropped: 178 MB at the peak of a batch.
+            release(rows)
         return self
 
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -41,9 +41,11 @@ class TransformersBackend:
         weights); a model handed in stays usable elsewhere."""
         from ._gemma import supports
         from ._numerics import steady_math
+        from ._pages import map_large_allocations
 
         _check_options(decoder, numerics)
         steady_math()  # a model handed in (not through `load_weights`): before its first forward
+        map_large_allocations()  # before the decoder's caches and screens are allocated
         self.numerics = numerics  # the fast engine's layer matmuls, auto/fp32/bf16 (generate() runs the model as loaded)
         self.model, self.tokenizer, self.name = model, tokenizer, name
         # The fast engine implements Gemma 3; any other architecture decodes through generate().

@@ -153,3 +153,50 @@ def test_llguidance_tables_equal_the_json_route_on_gemma(real_extractor):
 def test_only_a_file_backed_head_is_scanned_for_pages(tmp_path):
     assert Head(file_backed(tmp_path, 4096, 64), eos=0)._mapped
     assert not Head(torch.randn(4096, 64), eos=0)._mapped
+
+
+@linux
+def test_a_restored_qint8_screen_leaves_none_of_its_file_resident(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from extractkit import _qint8
+
+    if not _qint8.available(torch.device("cpu")):
+        pytest.skip("fbgemm is x86's")
+    weight = torch.randn(4096, 640)
+    hidden = torch.randn(3, 640)
+    built = _qint8.QInt8Screen(weight, _qint8.fp32_dims(hidden))
+    save_file({k: v.contiguous() for k, v in built.tensors().items()}, str(tmp_path / "screen.safetensors"))
+    state = load_file(str(tmp_path / "screen.safetensors"))  # memory-mapped, as `_machine.saved` reads it
+    restored = _qint8.QInt8Screen.restore(state)
+    # fbgemm holds its own copy; the file's pages of the int8 rows must not stay in memory beside it.
+    assert _pages.resident_pages(state["int8.0"])[0] == 0
+    assert torch.equal(restored.logits(hidden), built.logits(hidden))
+
+
+_THRESHOLD_PROBE = """
+import sys, torch
+from extractkit import _pages
+print(_pages.map_large_allocations())
+torch.empty(16 << 20, dtype=torch.uint8).fill_(1)  # freed: glibc's own threshold would rise to 16 MB
+probe = torch.empty(8 << 20, dtype=torch.uint8).fill_(1)
+start = probe.data_ptr()
+for line in open("/proc/self/maps"):
+    lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+    if lo <= start < hi:
+        print("[heap]" in line)
+"""
+
+
+@linux
+def test_large_allocations_get_their_own_mapping_unless_the_user_chose(tmp_path):
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+    run = subprocess.run([sys.executable, "-c", _THRESHOLD_PROBE], env=env, capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["True", "False"]  # set here; the 8 MB block is not in the heap
+    chosen = dict(env, MALLOC_MMAP_THRESHOLD_=str(64 << 20))
+    run = subprocess.run([sys.executable, "-c", _THRESHOLD_PROBE], env=chosen, capture_output=True, text=True,
+                         check=True)
+    assert run.stdout.split() == ["False", "True"]  # the user's 64 MB threshold stands: heap
