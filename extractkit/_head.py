@@ -67,6 +67,7 @@ SCREENS = ("auto", "qint8", "int8", "bf16", "off")
 # fp32 head rows read (rescoring, exact small picks) between handing a memory-mapped head's
 # pages back (~2 ms each). Counted in rows, not picks: at batch 16 one pick reads ~500 rows.
 _RELEASE_ROWS = 256
+_NEAR_TRIES = 64  # open-ended rows a screen's near-top proof is tried on before its record decides
 _SLICE = 16384  # head rows per slice when the whole fp32 head must be read (10 MB of hidden 640)
 _CHUNK = 512    # rows the screen copy is computed on at a time (1.3 MB of fp32: stays in cache)
 _U = 2.0 ** -8                 # bf16's unit roundoff
@@ -168,6 +169,7 @@ class Head:
         # every `_RELEASE_ROWS` rows.
         self._rows = FileRows.of(weight) if self._mapped else None
         self._touched = 0  # fp32 rows read through the map since its pages were last handed back
+        self._near = [0, 0]  # open-ended rows `_pick_near` tried with this screen, and proved
         self.stats = {"near": 0, "screened": 0, "widened": 0, "fallback": 0, "full": 0, "small": 0, "forced": 0}
 
     @property
@@ -208,6 +210,7 @@ class Head:
             self._asking = not batch  # the batch answer is final; the one-row answer holds until a batch
             if answer != self.screen:
                 self.screen, self._copy = answer, None  # built at its first use, the old copy freed
+                self._near = [0, 0]
                 if self._mapped and self.screening:
                     release(self.weight)  # what "off"'s full passes brought in: 671 MB of fp32 rows
         if not self.screening:
@@ -216,13 +219,22 @@ class Head:
             return [_argmax(logits[r], ids) for r, ids in enumerate(allowed)]
         screened = self._screen(hidden).logits(hidden)
         picks = []
+        near = self._near_pays()
         for r, ids in enumerate(allowed):
-            pick = self._pick_near(screened[r], hidden[r], ids)
+            pick = self._pick_near(screened[r], hidden[r], ids) if near else None
             if pick is None:  # not provable from the tokens near the top: the general proof
                 pick = self._rescore(screened[r][ids.to(screened.device)], hidden[r], ids,
                                      lambda h=hidden[r], ids=ids: _argmax(self._full_logits(h), ids))
             picks.append(pick)
         return picks
+
+    def _near_pays(self) -> bool:
+        """Whether to try `_pick_near` before `_rescore`: on a screen's first `_NEAR_TRIES` rows, then
+        while it proves at least a quarter of them. qint8's bound is ~10 logits wide, so tens of
+        thousands of tokens lie near its top and the proof failed 9 times in 10 (1.3 ms a row, ~7 %
+        of a batch-16 run); int8's bound is tight. The pick is the same either way."""
+        tries, proved = self._near
+        return tries < _NEAR_TRIES or 4 * proved >= tries
 
     def _pick_near(self, values: torch.Tensor, hidden: torch.Tensor, ids: torch.Tensor) -> int | None:
         """The fp32 argmax among `ids` from the screen values [vocab] of one row, rescoring only the
@@ -236,6 +248,7 @@ class Head:
         fp32. If that is below the least fp32 score the best near token can have, no token
         outside the near ones can win, nor tie.
         """
+        self._near[0] += 1
         slack = self._screen().bound(hidden, 0.0)
         top = float(values.max())
         threshold = top - 3.0 * (slack + _OUTPUT * abs(top)) - 1e-6
@@ -251,6 +264,7 @@ class Head:
         if threshold + _OUTPUT * abs(threshold) + slack >= best - _OUTPUT * abs(best) - slack:
             return None
         self.stats["near"] += 1
+        self._near[1] += 1
         return self._exact_best(near, hidden)[1]
 
     # ------------------------------------------------------------ a few allowed
@@ -330,8 +344,10 @@ class Head:
             # every token; another choice would only loosen the bound, never break it).
             dims = _qint8.fp32_dims(hidden)
 
+            engine = self._qint8_engine()
+
             def build() -> _qint8.QInt8Screen:
-                return _qint8.QInt8Screen(self.weight, dims, rows)
+                return _qint8.QInt8Screen(self.weight, dims, rows, engine)
 
             if rows is not None or self._rows is None:
                 return build()
@@ -341,13 +357,20 @@ class Head:
             saved = _machine.tensors(f"head screen qint8 {self._rows.identity()} dims {dims.tolist()}",
                                      lambda: (built.append(build()), built[0].tensors())[1],
                                      lambda saved: _qint8.QInt8Screen.matches(saved, self.weight))
-            return built[0] if built else _qint8.QInt8Screen.restore(saved)
+            return built[0] if built else _qint8.QInt8Screen.restore(saved, engine)
         if rows is None and self._rows is not None:  # the whole head, from its checkpoint file
             saved = _machine.tensors(f"head screen {kind} {self._rows.identity()}",
                                      lambda: _Screen(kind, self.weight).tensors(),
                                      lambda saved: _Screen.restore(kind, saved).matches(self._rows))
             return _Screen.restore(kind, saved)
         return _Screen(kind, self.weight, rows)
+
+    def _qint8_engine(self) -> str:
+        """fbgemm or oneDNN for the qint8 screen, timed once per machine over a slice of the head at
+        16 rows (a batch's picks). Exact either way: the screen only decides what gets rescored."""
+        shape = (2 * _SLICE, self.weight.shape[1])
+        return _machine.choice(f"qint8 engine head {shape}",
+                               lambda: _qint8.fastest_engine(self.weight.device, (shape,), (16,)))
 
     def _choose_screen(self, hidden: torch.Tensor) -> str:
         """Time fp32 against each screen over a slice of the head at 1 and 16 rows (once per machine:

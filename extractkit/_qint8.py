@@ -37,12 +37,15 @@ batches only: building it (~3-6 s on 2 cores) does not pay one document at a tim
 
 from __future__ import annotations
 
+import time
 import warnings
+from contextlib import contextmanager
 
 import torch
 
 from ._pages import release
 
+ENGINES = ("fbgemm", "onednn")  # torch's two x86 int8 x int8 kernels (`engines`: which run here)
 FP32 = 16       # the largest hidden dims, multiplied in fp32 instead of int8
 _SLICE = 16384  # head rows per packed fbgemm weight: the fp32 source is read and released slice by slice
 _SLACK = 1.02   # fp32 rounding of scales and division, and the scale's choice, with room
@@ -51,6 +54,84 @@ _SLACK = 1.02   # fp32 rounding of scales and division, and the scale's choice, 
 def available(device: torch.device) -> bool:
     """fbgemm is torch's x86 CPU int8 backend; elsewhere the other screens are used."""
     return device.type == "cpu" and "fbgemm" in torch.backends.quantized.supported_engines
+
+
+def engines(device: torch.device) -> tuple[str, ...]:
+    """The int8 x int8 kernels usable here: fbgemm on x86, and oneDNN where the CPU has VNNI.
+
+    Without VNNI both multiply u8 activations by s8 weights in pairs summed into
+    int16, which saturates; fbgemm avoids it by quantizing activations to 7 bits
+    (reduce_range), oneDNN is called with the full 8 bits, so it is only offered
+    where the sums are int32 throughout (VNNI, AMX) and the integer sums stay exact.
+    """
+    if not available(device):
+        return ()
+    found = ("fbgemm",)
+    if "onednn" in torch.backends.quantized.supported_engines and _has_vnni():
+        found += ("onednn",)
+    return found
+
+
+def _has_vnni() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+@contextmanager
+def _engine(name: str):
+    """torch's quantized engine for packing: a packed weight keeps its engine's kernel for good."""
+    old = torch.backends.quantized.engine
+    torch.backends.quantized.engine = name
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = old
+
+
+def fastest_engine(device: torch.device, shapes: tuple[tuple[int, int], ...], rows: tuple[int, ...]) -> str:
+    """Of `engines`, the one that runs random [out, in] weights `shapes` at each of `rows`
+    positions fastest in total (each the fastest of 5 calls), among those whose results keep
+    within the activations' rounding bound. Which wins depends on the CPU and the rows: on the
+    AMX Xeon oneDNN ran a layer's projections 2.7x faster at 500 rows and lost below ~16."""
+    found = engines(device)
+    if len(found) < 2:
+        return found[0] if found else "fbgemm"
+    weights = [torch.randn(n_out, n_in) for n_out, n_in in shapes]
+    dims = torch.zeros(0, dtype=torch.long)
+    costs = {}
+    for engine in found:
+        linears = [QLinear(w, dims, engine=engine) for w in weights]
+        total = 0.0
+        for linear, weight in zip(linears, weights):
+            for n in rows:
+                x = torch.randn(n, weight.shape[1])
+                if not _within_bound(linear, weight, x):
+                    break
+                best = float("inf")
+                for _ in range(6):  # the first call pays for page faults and kernel selection
+                    start = time.perf_counter()
+                    linear(x)
+                    best = min(best, time.perf_counter() - start)
+                total += best
+            else:
+                continue
+            break
+        else:
+            costs[engine] = total
+    return min(costs, key=costs.get) if costs else "fbgemm"
+
+
+def _within_bound(linear: "QLinear", weight: torch.Tensor, x: torch.Tensor) -> bool:
+    """Whether `linear(x)` is within activation rounding (|q c|_1 m / 127) of the int8 weights' product."""
+    q, _ = torch.ops.quantized.linear_unpack(linear.packed[0])  # the first slice's rows
+    w = q.dequantize().double()
+    limit = w.abs().sum(1) * x.abs().amax(1, keepdim=True).double() / 127
+    error = linear(x)[:, : len(w)].double() - x.double() @ w.T
+    return bool((error.abs() <= 1.02 * limit + 1e-4).all())
 
 
 def fp32_dims(hidden: torch.Tensor) -> torch.Tensor:
@@ -73,9 +154,10 @@ class QLinear:
     rows at a time; with `measure`, records the quantization's error for a bound (the screen).
     """
 
-    def __init__(self, weight: torch.Tensor, dims: torch.Tensor, measure: bool = False):
+    def __init__(self, weight: torch.Tensor, dims: torch.Tensor, measure: bool = False, engine: str = "fbgemm"):
         if not available(weight.device):
             raise RuntimeError("int8 x int8 needs torch's fbgemm backend on an x86 CPU")
+        self._use(engine)
         self.dims = dims.to(weight.device)              # multiplied in fp32
         self.rest = _rest(self.dims, weight.shape[1])   # multiplied in int8 x int8 (zeroed elsewhere)
         # [dims, rows]: the layout MKL multiplies fastest from 16 rows of hidden states.
@@ -102,7 +184,14 @@ class QLinear:
             error = dequantized - rest
             self.error = max(self.error, float(error.abs().max()))
             self.error_norm = max(self.error_norm, float(error.norm(dim=1).max()))
-        return torch.ops.quantized.linear_prepack(q, None)
+        with _engine(self.engine):
+            return torch.ops.quantized.linear_prepack(q, None)
+
+    def _use(self, engine: str) -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
+        # fbgemm's activations take 7 bits (its int16 pair sums would saturate on 8), oneDNN's 8.
+        self.engine, self.reduce_range = engine, engine == "fbgemm"
 
     def state(self) -> dict[str, torch.Tensor]:
         """What `restore` rebuilds this from: the int8 rows and scales of each slice, the fp32 part."""
@@ -113,13 +202,14 @@ class QLinear:
         return out
 
     @classmethod
-    def restore(cls, state: dict[str, torch.Tensor]) -> "QLinear":
+    def restore(cls, state: dict[str, torch.Tensor], engine: str = "fbgemm") -> "QLinear":
         """A `QLinear` from `state()`: the same packed rows, without quantizing again.
 
         fbgemm's packing itself still runs (its packed layout is not saved), but the
         rounding of every weight - most of building - is read instead of computed.
         """
         self = cls.__new__(cls)
+        self._use(engine)
         # Copies (small): a saved file's tensors share its memory map, which then unmaps whole.
         self.dims, self.fp32 = state["dims"].clone(), state["fp32"].clone()
         self.measure, self.norm1, self.error, self.error_norm = False, 0.0, 0.0, 0.0
@@ -130,8 +220,9 @@ class QLinear:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # as in `_pack`
                 q = torch._make_per_channel_quantized_tensor(rows, scales, torch.zeros(len(rows), dtype=torch.long), 0)
-            self.packed.append(torch.ops.quantized.linear_prepack(q, None))
-            # fbgemm copied the rows into its own layout; a memory-mapped file's pages of them would
+            with _engine(self.engine):
+                self.packed.append(torch.ops.quantized.linear_prepack(q, None))
+            # The engine copied the rows into its own layout; a memory-mapped file's pages of them would
             # otherwise stay resident until the whole state is dropped: 178 MB at the peak of a batch.
             release(rows)
         return self
@@ -144,7 +235,7 @@ class QLinear:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         rest, top = self.split(x)
         unit = (rest / top).contiguous()
-        parts = [torch.ops.quantized.linear_dynamic(unit, packed, True) for packed in self.packed]
+        parts = [torch.ops.quantized.linear_dynamic(unit, packed, self.reduce_range) for packed in self.packed]
         out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         # In place: out-of-place scaling and adding of [16, 262k] values cost as much as fbgemm's pass.
         return out.mul_(top).addmm_(x[:, self.dims], self.fp32)
@@ -156,8 +247,8 @@ class QInt8Screen:
     Its packed rows cannot be indexed, so `Head` scores small allowed sets from the fp32 rows.
     """
 
-    def __init__(self, weight: torch.Tensor, fp32: torch.Tensor, rows: slice | None = None):
-        self.linear = QLinear(weight if rows is None else weight[rows], fp32, measure=True)
+    def __init__(self, weight: torch.Tensor, fp32: torch.Tensor, rows: slice | None = None, engine: str = "fbgemm"):
+        self.linear = QLinear(weight if rows is None else weight[rows], fp32, measure=True, engine=engine)
         self.fp32_norm = float(self.linear.fp32.norm(dim=0).max())
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -167,11 +258,11 @@ class QInt8Screen:
         return {**q.state(), "bounds": bounds}
 
     @classmethod
-    def restore(cls, saved: dict[str, torch.Tensor]) -> "QInt8Screen":
+    def restore(cls, saved: dict[str, torch.Tensor], engine: str = "fbgemm") -> "QInt8Screen":
         """A saved screen (~1.2 s for the 262k-row head, against ~3.3 s to build it). Its fp32
         dims are the ones it was built with: other dims only loosen the bound, never break it."""
         self = cls.__new__(cls)
-        self.linear = QLinear.restore({k: v for k, v in saved.items() if k != "bounds"})
+        self.linear = QLinear.restore({k: v for k, v in saved.items() if k != "bounds"}, engine)
         q = self.linear
         q.norm1, q.error, q.error_norm, self.fp32_norm = (float(x) for x in saved["bounds"])
         return self

@@ -167,15 +167,24 @@ def test_a_head_warmed_on_one_row_asks_again_at_its_first_batch(weight, monkeypa
     assert head.screen == "qint8" and len(asked) == 7
 
 
-def test_qint8_screen_bound_holds_for_every_token(weight):
+def _engines() -> list[str]:
+    from extractkit import _qint8
+
+    return list(_qint8.engines(torch.device("cpu"))) or ["fbgemm"]
+
+
+@pytest.mark.parametrize("engine", _engines())
+def test_qint8_screen_bound_holds_for_every_token(weight, engine):
     """int8 x int8 with fp32 outlier dims: the bound covers the real gap for every token, and with
-    the outliers taken out of the int8 part it is tight enough to prove picks (Gemma-like states)."""
+    the outliers taken out of the int8 part it is tight enough to prove picks (Gemma-like states).
+    Either engine (oneDNN's activations take 8 bits, fbgemm's 7)."""
     from extractkit._qint8 import QInt8Screen
 
     generator = torch.Generator().manual_seed(5)
     hidden = torch.randn(8, HIDDEN, generator=generator)
     hidden[:, [3, 17, 40]] *= 40  # a few dimensions far larger than the rest, the same in every row
-    screen = QInt8Screen(weight, hidden.abs().mean(0).topk(16).indices)
+    screen = QInt8Screen(weight, hidden.abs().mean(0).topk(16).indices, engine=engine)
+    assert screen.linear.engine == engine
     values, exact = screen.logits(hidden), hidden @ weight.T
     for r in range(len(hidden)):
         gap, bound = (exact[r] - values[r]).abs(), screen.bound(hidden[r], float(values[r].abs().max()))
@@ -183,3 +192,34 @@ def test_qint8_screen_bound_holds_for_every_token(weight):
         assert bound < 0.05 * float(exact[r].max() - exact[r].median())  # far below the winner's lead
     with pytest.raises(ValueError):
         screen.logits(hidden, torch.arange(5))
+
+
+def test_engines_pack_the_same_rows_and_the_fastest_is_one_of_them():
+    from extractkit import _qint8
+
+    found = _qint8.engines(torch.device("cpu"))
+    if not found:
+        pytest.skip("no int8 x int8 engine on this machine")
+    weight, dims = torch.randn(300, 96), torch.tensor([1, 7])
+    states = [_qint8.QLinear(weight, dims, engine=e).state() for e in found]
+    for state in states[1:]:  # what is saved (`_machine.tensors`) does not depend on the engine
+        assert all(torch.equal(state[k], states[0][k]) for k in state)
+    assert _qint8.fastest_engine(torch.device("cpu"), ((300, 96),), (1, 16)) in found
+    with pytest.raises(ValueError):
+        _qint8.QLinear(weight, dims, engine="mkl")
+
+
+def test_the_near_proof_is_skipped_where_it_rarely_proves(weight):
+    """qint8's wide bound makes the near-top proof fail 9 times in 10: after 64 tries with under a
+    quarter proved, open-ended rows go straight to the rescoring proof - with the same picks."""
+    generator = torch.Generator().manual_seed(6)
+    everything = torch.arange(VOCAB)
+    head = Head(weight, eos=1, screen="int8")
+    assert head._near_pays()
+    head._near = [64, 15]
+    assert not head._near_pays()
+    hidden = torch.randn(4, HIDDEN, generator=generator)
+    assert head.pick(hidden, [everything] * 4) == [reference(weight, h, everything) for h in hidden]
+    assert head.stats["near"] == 0 and head.stats["screened"] + head.stats["widened"] == 4
+    head._near = [64, 16]
+    assert head._near_pays()
