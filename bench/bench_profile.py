@@ -37,7 +37,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from extractkit import ExtractConfig, Extractor
-    from extractkit import _gemma
+    from extractkit import _gemma, _head, _qint8
     from extractkit._schema import load_schema
 
     lines = (REPO / "finetune/data/sroie/dev.jsonl").read_text().splitlines()
@@ -75,8 +75,10 @@ def main() -> None:
     timed(fast.head, "_pick_near", "head: near-top proof (in pick)")
     timed(fast, "_allowed", "grammar: allowed ids")
     timed(_gemma, "_attend", lambda q, *a: "attention (in passes)" + (", prefill" if q.shape[2] > 8 else ""))
-    if fast.head._copy is not None:  # the screen is built at the warm-up's first open-ended pick
-        timed(fast.head._copy, "logits", "head: screen pass (in pick)")
+    # Whatever screen the head ends up with (a batch may replace the warm-up's one-row copy).
+    timed(_head._Screen, "logits", "head: screen pass (in pick)")
+    timed(_qint8.QInt8Screen, "logits", "head: screen pass (in pick)")
+    timed(fast.head, "_pick_small", "head: a few allowed (in pick)")
     steps = dict(fast.stats)
     start = time.perf_counter()
     results = list(extractor.extract_many(texts, schema, batch_size=args.batch_size))

@@ -170,6 +170,7 @@ class Head:
         self._rows = FileRows.of(weight) if self._mapped else None
         self._touched = 0  # fp32 rows read through the map since its pages were last handed back
         self._near = [0, 0]  # open-ended rows `_pick_near` tried with this screen, and proved
+        self._forbidden_last: tuple[torch.Tensor, torch.Tensor] | None = None  # (ids, mask outside them)
         self.stats = {"near": 0, "screened": 0, "widened": 0, "fallback": 0, "full": 0, "small": 0, "forced": 0}
 
     @property
@@ -218,15 +219,69 @@ class Head:
             self.stats["full"] += len(allowed)
             return [_argmax(logits[r], ids) for r, ids in enumerate(allowed)]
         screened = self._screen(hidden).logits(hidden)
-        picks = []
-        near = self._near_pays()
+        picks: list[int | None] = [None] * len(allowed)
+        if self._near_pays():
+            picks = [self._pick_near(screened[r], hidden[r], ids) for r, ids in enumerate(allowed)]
+        rest = [r for r, pick in enumerate(picks) if pick is None]  # not provable near the top
+        if rest:
+            whole = len(rest) == len(allowed)
+            rows = self._rescore_rows(screened if whole else screened[rest], hidden if whole else hidden[rest],
+                                      [allowed[r] for r in rest])
+            for r, pick in zip(rest, rows):
+                picks[r] = pick
+        return picks  # type: ignore[return-value]
+
+    def _rescore_rows(self, screened: torch.Tensor, hidden: torch.Tensor, allowed: list[torch.Tensor]) -> list[int]:
+        """`_rescore`'s proof for open-ended rows, batched: screen values [n, vocab] (overwritten).
+
+        Each row's forbidden tokens are pushed to the lowest float in place, so its top `SCREEN`
+        are its allowed best (every open-ended set is larger than `small`): one top-32 call for
+        all rows, no gathering of ~255k allowed values per row. A token outside the top can win
+        only if its screen value reaches `_reach`; when a row's 32nd value is below that, none
+        can, and the row needs no pass over the vocabulary at all (most rows: "screened").
+        """
+        if min(len(ids) for ids in allowed) <= SCREEN:  # only with a `small` below SCREEN: row by row
+            return [self._rescore(screened[r][ids.to(screened.device)], hidden[r], ids,
+                                  lambda h=hidden[r], ids=ids: _argmax(self._full_logits(h), ids))
+                    for r, ids in enumerate(allowed)]
+        floor = torch.finfo(screened.dtype).min
         for r, ids in enumerate(allowed):
-            pick = self._pick_near(screened[r], hidden[r], ids) if near else None
-            if pick is None:  # not provable from the tokens near the top: the general proof
-                pick = self._rescore(screened[r][ids.to(screened.device)], hidden[r], ids,
-                                     lambda h=hidden[r], ids=ids: _argmax(self._full_logits(h), ids))
-            picks.append(pick)
+            if len(ids) < screened.shape[1]:
+                screened[r].masked_fill_(self._forbidden(ids, screened.device), floor)
+        top = torch.topk(screened, SCREEN, dim=1)
+        lowest = top.values[:, -1].tolist()
+        picks = []
+        for r in range(len(allowed)):
+            best, winner = self._exact_best(top.indices[r], hidden[r])
+            reach = _reach(best, self._screen().bound(hidden[r], 0.0))
+            if lowest[r] < reach:
+                self.stats["screened"] += 1
+                picks.append(winner)
+                continue
+            possible = screened[r] >= reach
+            possible[top.indices[r]] = False
+            count = int(possible.count_nonzero())
+            if count == 0:
+                self.stats["screened"] += 1
+            elif count > self.small:
+                self.stats["fallback"] += 1
+                winner = _argmax(self._full_logits(hidden[r]), allowed[r])
+            else:
+                self.stats["widened"] += 1
+                more, other = self._exact_best(possible.nonzero()[:, 0], hidden[r])
+                winner = winner if best > more else other if more > best else min(winner, other)
+            picks.append(winner)
         return picks
+
+    def _forbidden(self, ids: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """The mask of tokens outside `ids`; the last one is kept, since most open-ended rows of a
+        step are inside a JSON string and allow the same ~255k tokens (comparing is 3x cheaper)."""
+        last = self._forbidden_last
+        if last is not None and len(last[0]) == len(ids) and torch.equal(last[0], ids):
+            return last[1]
+        keep = torch.zeros(self.weight.shape[0], dtype=torch.bool, device=device)
+        self._forbidden_last = (ids, ~keep.index_fill_(0, ids.to(device), True))
+        return self._forbidden_last[1]
 
     def _near_pays(self) -> bool:
         """Whether to try `_pick_near` before `_rescore`: on a screen's first `_NEAR_TRIES` rows, then
@@ -344,10 +399,8 @@ class Head:
             # every token; another choice would only loosen the bound, never break it).
             dims = _qint8.fp32_dims(hidden)
 
-            engine = self._qint8_engine()
-
             def build() -> _qint8.QInt8Screen:
-                return _qint8.QInt8Screen(self.weight, dims, rows, engine)
+                return _qint8.QInt8Screen(self.weight, dims, rows)
 
             if rows is not None or self._rows is None:
                 return build()
@@ -357,20 +410,13 @@ class Head:
             saved = _machine.tensors(f"head screen qint8 {self._rows.identity()} dims {dims.tolist()}",
                                      lambda: (built.append(build()), built[0].tensors())[1],
                                      lambda saved: _qint8.QInt8Screen.matches(saved, self.weight))
-            return built[0] if built else _qint8.QInt8Screen.restore(saved, engine)
+            return built[0] if built else _qint8.QInt8Screen.restore(saved)
         if rows is None and self._rows is not None:  # the whole head, from its checkpoint file
             saved = _machine.tensors(f"head screen {kind} {self._rows.identity()}",
                                      lambda: _Screen(kind, self.weight).tensors(),
                                      lambda saved: _Screen.restore(kind, saved).matches(self._rows))
             return _Screen.restore(kind, saved)
         return _Screen(kind, self.weight, rows)
-
-    def _qint8_engine(self) -> str:
-        """fbgemm or oneDNN for the qint8 screen, timed once per machine over a slice of the head at
-        16 rows (a batch's picks). Exact either way: the screen only decides what gets rescored."""
-        shape = (2 * _SLICE, self.weight.shape[1])
-        return _machine.choice(f"qint8 engine head {shape}",
-                               lambda: _qint8.fastest_engine(self.weight.device, (shape,), (16,)))
 
     def _choose_screen(self, hidden: torch.Tensor) -> str:
         """Time fp32 against each screen over a slice of the head at 1 and 16 rows (once per machine:
@@ -415,6 +461,14 @@ class Head:
                 best = min(best, time.perf_counter() - start)
             total += best / len(h)
         return total
+
+
+def _reach(best: float, slack: float) -> float:
+    """The least screen value s with s + _OUTPUT |s| + slack >= best (s + _OUTPUT |s| grows with
+    s), rounded down: a token below it cannot beat `best` in fp32; rounding lets more through."""
+    target = best - slack
+    s = target / (1 + _OUTPUT) if target >= 0 else target / (1 - _OUTPUT)
+    return s - 1e-6 * abs(s) - 1e-6
 
 
 def _argmax(logits: torch.Tensor, ids: torch.Tensor) -> int:

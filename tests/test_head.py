@@ -167,24 +167,15 @@ def test_a_head_warmed_on_one_row_asks_again_at_its_first_batch(weight, monkeypa
     assert head.screen == "qint8" and len(asked) == 7
 
 
-def _engines() -> list[str]:
-    from extractkit import _qint8
-
-    return list(_qint8.engines(torch.device("cpu"))) or ["fbgemm"]
-
-
-@pytest.mark.parametrize("engine", _engines())
-def test_qint8_screen_bound_holds_for_every_token(weight, engine):
+def test_qint8_screen_bound_holds_for_every_token(weight):
     """int8 x int8 with fp32 outlier dims: the bound covers the real gap for every token, and with
-    the outliers taken out of the int8 part it is tight enough to prove picks (Gemma-like states).
-    Either engine (oneDNN's activations take 8 bits, fbgemm's 7)."""
+    the outliers taken out of the int8 part it is tight enough to prove picks (Gemma-like states)."""
     from extractkit._qint8 import QInt8Screen
 
     generator = torch.Generator().manual_seed(5)
     hidden = torch.randn(8, HIDDEN, generator=generator)
     hidden[:, [3, 17, 40]] *= 40  # a few dimensions far larger than the rest, the same in every row
-    screen = QInt8Screen(weight, hidden.abs().mean(0).topk(16).indices, engine=engine)
-    assert screen.linear.engine == engine
+    screen = QInt8Screen(weight, hidden.abs().mean(0).topk(16).indices)
     values, exact = screen.logits(hidden), hidden @ weight.T
     for r in range(len(hidden)):
         gap, bound = (exact[r] - values[r]).abs(), screen.bound(hidden[r], float(values[r].abs().max()))
@@ -201,7 +192,10 @@ def test_engines_pack_the_same_rows_and_the_fastest_is_one_of_them():
     if not found:
         pytest.skip("no int8 x int8 engine on this machine")
     weight, dims = torch.randn(300, 96), torch.tensor([1, 7])
-    states = [_qint8.QLinear(weight, dims, engine=e).state() for e in found]
+    linears = [_qint8.QLinear(weight, dims, engine=e) for e in found]
+    x = torch.randn(16, 96, generator=torch.Generator().manual_seed(8))
+    assert all(_qint8._within_bound(linear, weight, x) for linear in linears)  # 7 or 8 bits: the bound holds
+    states = [linear.state() for linear in linears]
     for state in states[1:]:  # what is saved (`_machine.tensors`) does not depend on the engine
         assert all(torch.equal(state[k], states[0][k]) for k in state)
     assert _qint8.fastest_engine(torch.device("cpu"), ((300, 96),), (1, 16)) in found
@@ -223,3 +217,33 @@ def test_the_near_proof_is_skipped_where_it_rarely_proves(weight):
     assert head.stats["near"] == 0 and head.stats["screened"] + head.stats["widened"] == 4
     head._near = [64, 16]
     assert head._near_pays()
+
+
+def test_reach_never_rules_out_a_token_the_bound_lets_through():
+    """`_reach` replaces a pass of s + 1.01u|s| + slack >= best over 262k values by one threshold:
+    every screen value below it must fail that test (in float64, and in the float32 the head uses)."""
+    from extractkit._head import _OUTPUT, _reach
+
+    generator = torch.Generator().manual_seed(9)
+    for _ in range(200):
+        best, slack = (float(x) for x in torch.randn(2, generator=generator) * torch.tensor([30.0, 5.0]))
+        slack = abs(slack)
+        s = _reach(best, slack)
+        below = torch.linspace(s - 1.0, s, 1001, dtype=torch.float64)[:-1]
+        assert not (below + _OUTPUT * below.abs() + slack >= best).any()
+        below32 = below.float()[below.float() < s]
+        assert not (below32 + _OUTPUT * below32.abs() + slack >= best).any()
+        assert s + 1e-3 + _OUTPUT * abs(s + 1e-3) + slack >= best  # and it is not far below
+
+
+def test_open_ended_rows_alternating_allowed_sets_pick_the_fp32_argmax(weight):
+    """The forbidden-token mask is kept for the next row with the same set: rows with other sets
+    in between must still get their own."""
+    generator = torch.Generator().manual_seed(10)
+    everything = torch.arange(VOCAB)
+    holes = [everything[torch.rand(VOCAB, generator=generator) < p] for p in (0.9, 0.6)]
+    head = Head(weight, eos=1, screen="qint8")
+    for _ in range(5):
+        sets = [holes[0], holes[1], holes[0], everything, holes[1]]
+        hidden = torch.randn(len(sets), HIDDEN, generator=generator)
+        assert head.pick(hidden, sets) == [reference(weight, h, ids) for h, ids in zip(hidden, sets)]
