@@ -21,8 +21,7 @@ import torch.nn.functional as F
 from . import _int8, _machine, _qint8
 from ._gemma3 import apply_rotary_pos_emb
 from ._kvcache import KVCache, attention_views
-from ._numerics import (NUMERICS, choose_numerics, fp32_linear, layer_groups, layer_shapes, low_precision,
-                        qint8_engine)
+from ._numerics import NUMERICS, choose_numerics, fp32_linear, layer_groups, layer_shapes, low_precision
 from ._pages import FileRows, release, trim
 
 
@@ -70,14 +69,10 @@ class GemmaRunner:
             numerics = "fp32"  # "fp32" means: the modules as loaded
         elif numerics == "auto":  # measured once per machine, then remembered (`_machine.py`)
             device, shapes = self.head.device, layer_shapes(self.body.layers[0])
-            numerics = _machine.choice(f"numerics {device.type} {shapes}",
-                                       lambda: choose_numerics(device, shapes, qint8_engine(device, shapes)))
+            numerics = _machine.choice(f"numerics {device.type} {shapes}", lambda: choose_numerics(device, shapes))
         if numerics == "qint8" and not _qint8.available(self.head.device):
             raise RuntimeError("numerics='qint8' needs torch's fbgemm backend on an x86 CPU")
         self.numerics = numerics
-        # qint8's kernel (fbgemm or oneDNN), measured once per machine: it moves values in the
-        # last bits, so one engine serves every call (a per-size choice would tie outputs to batches).
-        self.engine = qint8_engine(self.head.device, layer_shapes(self.body.layers[0])) if numerics == "qint8" else ""
         self._low: dict[int, tuple[torch.Tensor, ...]] = {}  # id(Linear) -> (bf16 weight,) or (int8, scales)
         self._q: dict[int, _qint8.QLinear] = {}  # qint8: id(first Linear) -> the int8 x int8 form, built at first call
         self._names = {id(m): name for name, m in self.body.named_modules()}  # what a saved form is of
@@ -151,7 +146,7 @@ class GemmaRunner:
                 states.append(state)
             else:
                 for group, state in zip(groups, states):
-                    self._adopt(group, _qint8.QLinear.restore(state, self.engine))
+                    self._adopt(group, _qint8.QLinear.restore(state))
                 return
         self.forward(self.new_cache(1, len(ids)), slice(0, 1), torch.tensor([ids], device=self.device),
                      torch.zeros(1, dtype=torch.long, device=self.device))
@@ -171,7 +166,7 @@ class GemmaRunner:
         def build() -> _qint8.QLinear:
             weights = [m.weight.detach() for m in modules]
             weight = torch.cat(weights) if len(weights) > 1 else weights[0]  # one: its own pages, no copy
-            return _qint8.QLinear(weight, dims, engine=self.engine)
+            return _qint8.QLinear(weight, dims)
 
         if not self._remember:
             return build()
@@ -182,7 +177,7 @@ class GemmaRunner:
             return built[0].state()
 
         saved = _machine.tensors(self._key(modules), build_state, lambda state: self._fits(state, modules, dims))
-        return built[0] if built else _qint8.QLinear.restore(saved, self.engine)
+        return built[0] if built else _qint8.QLinear.restore(saved)
 
     def _adopt(self, modules: tuple[Any, ...], q: _qint8.QLinear) -> _qint8.QLinear:
         self._q[id(modules[0])] = q

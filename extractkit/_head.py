@@ -18,7 +18,10 @@ decoding only needs the argmax over the tokens the grammar allows, so:
   `SCREEN` best allowed candidates are rescored and tokens the bound cannot
   rule out are rescored too; only past `small` of them is the row scored in
   full fp32. So the pick is the fp32 pick - screening changes the cost,
-  never the output.
+  never the output. Where the near-top proof rarely succeeds (qint8's bound is
+  ~10 logits wide), it is no longer tried, and the rows of a step take the
+  general proof together (`_rescore_rows`: one top-32 over all rows, and a
+  threshold that usually settles a row without another pass over its 262k values).
 
 Which screen pays (qint8, int8, bf16 or none) is measured on the machine,
 once, at the first open-ended pick (`screen="auto"`), at 1 and 16 rows; qint8

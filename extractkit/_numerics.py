@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import _int8, _machine, _qint8
+from . import _int8, _qint8
 
 
 # The decoder layers' matmuls; norms, attention and the residual stay fp32. "auto" picks among
@@ -51,15 +51,7 @@ def steady_math() -> None:
             getattr(torch, name)(x)
 
 
-def qint8_engine(device: torch.device, shapes: tuple[tuple[int, int], ...]) -> str:
-    """The int8 x int8 kernel for layers of these projection shapes, measured once per machine
-    at 1, 16, 64 and 480 rows (a decode step alone and in a batch, a prefill)."""
-    return _machine.choice(f"qint8 engine layers {device.type} {shapes}",
-                           lambda: _qint8.fastest_engine(device, shapes, (1, 16, 64, 480)))
-
-
-def choose_numerics(device: torch.device, shapes: tuple[tuple[int, int], ...] = ((2048, 640),),
-                    engine: str = "fbgemm") -> str:
+def choose_numerics(device: torch.device, shapes: tuple[tuple[int, int], ...] = ((2048, 640),)) -> str:
     """The fastest of fp32, bf16 and qint8 on this machine for one layer's projections.
 
     Measured, not guessed from CPU flags: bf16 is ~4x faster with avx512_bf16
@@ -83,8 +75,7 @@ def choose_numerics(device: torch.device, shapes: tuple[tuple[int, int], ...] = 
                         for m in modules]}
     if _qint8.available(device):
         try:
-            kernels["qint8"] = [_qint8.QLinear(m.weight, _qint8.fp32_dims(xs[1]), engine=engine)
-                                for m, xs in zip(modules, inputs)]
+            kernels["qint8"] = [_qint8.QLinear(m.weight, _qint8.fp32_dims(xs[1])) for m, xs in zip(modules, inputs)]
         except RuntimeError:  # a torch without the quantized types (deprecated in 2.13): not a choice
             pass
 

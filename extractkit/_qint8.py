@@ -33,19 +33,22 @@ of int8). Moving 128 dims to fp32 to fill one block exactly would halve that,
 but MKL multiplies a 128 x 262k fp32 slice no faster than fbgemm the padding
 (~30 ms at 16 rows), so the padding stays. The head takes this screen for
 batches only: building it (~3-6 s on 2 cores) does not pay one document at a time.
+
+Why fbgemm and not torch's other x86 int8 engine, oneDNN: on the AMX Xeon oneDNN
+ran a layer's projections 2.7x faster at 500 rows in isolation, but it keeps a
+second copy of the int8 rows (+110 MB for the layers) and builds a kernel per
+new row count; in the bench (50 receipts + 10 invoices at batch 16) qint8 layers
+on oneDNN ran 0.852 docs/s at 1,515 MB, on fbgemm 0.902 at 1,352 MB (2026-12-07).
 """
 
 from __future__ import annotations
 
-import time
 import warnings
-from contextlib import contextmanager
 
 import torch
 
 from ._pages import release
 
-ENGINES = ("fbgemm", "onednn")  # torch's two x86 int8 x int8 kernels (`engines`: which run here)
 FP32 = 16       # the largest hidden dims, multiplied in fp32 instead of int8
 _SLICE = 16384  # head rows per packed fbgemm weight: the fp32 source is read and released slice by slice
 _SLACK = 1.02   # fp32 rounding of scales and division, and the scale's choice, with room
@@ -54,86 +57,6 @@ _SLACK = 1.02   # fp32 rounding of scales and division, and the scale's choice, 
 def available(device: torch.device) -> bool:
     """fbgemm is torch's x86 CPU int8 backend; elsewhere the other screens are used."""
     return device.type == "cpu" and "fbgemm" in torch.backends.quantized.supported_engines
-
-
-def engines(device: torch.device) -> tuple[str, ...]:
-    """The int8 x int8 kernels usable here: fbgemm on x86, and oneDNN where the CPU has VNNI.
-
-    Without VNNI both multiply u8 activations by s8 weights in pairs summed into
-    int16, which saturates; fbgemm avoids it by quantizing activations to 7 bits
-    (reduce_range), oneDNN is called with the full 8 bits, so it is only offered
-    where the sums are int32 throughout (VNNI, AMX) and the integer sums stay exact.
-    """
-    if not available(device):
-        return ()
-    found = ("fbgemm",)
-    if "onednn" in torch.backends.quantized.supported_engines and _has_vnni():
-        found += ("onednn",)
-    return found
-
-
-def _has_vnni() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
-
-
-@contextmanager
-def _engine(name: str):
-    """torch's quantized engine for packing: a packed weight keeps its engine's kernel for good."""
-    old = torch.backends.quantized.engine
-    torch.backends.quantized.engine = name
-    try:
-        yield
-    finally:
-        torch.backends.quantized.engine = old
-
-
-def fastest_engine(device: torch.device, shapes: tuple[tuple[int, int], ...], rows: tuple[int, ...]) -> str:
-    """Of `engines`, the one that runs random [out, in] weights `shapes` at each of `rows`
-    positions fastest in total (each the fastest of 5 calls), among those whose results keep
-    within the activations' rounding bound. Which wins depends on the CPU and the rows: on the
-    AMX Xeon oneDNN ran a layer's projections 2.7x faster at 500 rows and lost below ~16."""
-    found = engines(device)
-    if len(found) < 2:
-        return found[0] if found else "fbgemm"
-    weights = [torch.randn(n_out, n_in) for n_out, n_in in shapes]
-    dims = torch.zeros(0, dtype=torch.long)
-    costs = {}
-    for engine in found:
-        linears = [QLinear(w, dims, engine=engine) for w in weights]
-        total = 0.0
-        for linear, weight in zip(linears, weights):
-            for n in rows:
-                x = torch.randn(n, weight.shape[1])
-                if not _within_bound(linear, weight, x):
-                    break
-                best = float("inf")
-                for _ in range(6):  # the first call pays for page faults and kernel selection
-                    start = time.perf_counter()
-                    linear(x)
-                    best = min(best, time.perf_counter() - start)
-                total += best
-            else:
-                continue
-            break
-        else:
-            costs[engine] = total
-    return min(costs, key=costs.get) if costs else "fbgemm"
-
-
-def _within_bound(linear: "QLinear", weight: torch.Tensor, x: torch.Tensor) -> bool:
-    """Whether `linear(x)` is within activation rounding (|q c|_1 m / 127) of the int8 weights' product."""
-    q, _ = torch.ops.quantized.linear_unpack(linear.packed[0])  # the first slice's rows
-    w = q.dequantize().double()
-    rest, top = linear.split(x)
-    limit = w.abs().sum(1) * top.double() / 127
-    exact = rest.double() @ w.T + x[:, linear.dims].double() @ linear.fp32[:, : len(w)].double()
-    error = linear(x)[:, : len(w)].double() - exact
-    return bool((error.abs() <= 1.02 * limit + 1e-4).all())
 
 
 def fp32_dims(hidden: torch.Tensor) -> torch.Tensor:
@@ -156,10 +79,9 @@ class QLinear:
     rows at a time; with `measure`, records the quantization's error for a bound (the screen).
     """
 
-    def __init__(self, weight: torch.Tensor, dims: torch.Tensor, measure: bool = False, engine: str = "fbgemm"):
+    def __init__(self, weight: torch.Tensor, dims: torch.Tensor, measure: bool = False):
         if not available(weight.device):
             raise RuntimeError("int8 x int8 needs torch's fbgemm backend on an x86 CPU")
-        self._use(engine)
         self.dims = dims.to(weight.device)              # multiplied in fp32
         self.rest = _rest(self.dims, weight.shape[1])   # multiplied in int8 x int8 (zeroed elsewhere)
         # [dims, rows]: the layout MKL multiplies fastest from 16 rows of hidden states.
@@ -186,14 +108,7 @@ class QLinear:
             error = dequantized - rest
             self.error = max(self.error, float(error.abs().max()))
             self.error_norm = max(self.error_norm, float(error.norm(dim=1).max()))
-        with _engine(self.engine):
-            return torch.ops.quantized.linear_prepack(q, None)
-
-    def _use(self, engine: str) -> None:
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
-        # fbgemm's activations take 7 bits (its int16 pair sums would saturate on 8), oneDNN's 8.
-        self.engine, self.reduce_range = engine, engine == "fbgemm"
+        return torch.ops.quantized.linear_prepack(q, None)
 
     def state(self) -> dict[str, torch.Tensor]:
         """What `restore` rebuilds this from: the int8 rows and scales of each slice, the fp32 part."""
@@ -204,14 +119,13 @@ class QLinear:
         return out
 
     @classmethod
-    def restore(cls, state: dict[str, torch.Tensor], engine: str = "fbgemm") -> "QLinear":
+    def restore(cls, state: dict[str, torch.Tensor]) -> "QLinear":
         """A `QLinear` from `state()`: the same packed rows, without quantizing again.
 
         fbgemm's packing itself still runs (its packed layout is not saved), but the
         rounding of every weight - most of building - is read instead of computed.
         """
         self = cls.__new__(cls)
-        self._use(engine)
         # Copies (small): a saved file's tensors share its memory map, which then unmaps whole.
         self.dims, self.fp32 = state["dims"].clone(), state["fp32"].clone()
         self.measure, self.norm1, self.error, self.error_norm = False, 0.0, 0.0, 0.0
@@ -222,9 +136,8 @@ class QLinear:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # as in `_pack`
                 q = torch._make_per_channel_quantized_tensor(rows, scales, torch.zeros(len(rows), dtype=torch.long), 0)
-            with _engine(self.engine):
-                self.packed.append(torch.ops.quantized.linear_prepack(q, None))
-            # The engine copied the rows into its own layout; a memory-mapped file's pages of them would
+            self.packed.append(torch.ops.quantized.linear_prepack(q, None))
+            # fbgemm copied the rows into its own layout; a memory-mapped file's pages of them would
             # otherwise stay resident until the whole state is dropped: 178 MB at the peak of a batch.
             release(rows)
         return self
@@ -237,7 +150,7 @@ class QLinear:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         rest, top = self.split(x)
         unit = (rest / top).contiguous()
-        parts = [torch.ops.quantized.linear_dynamic(unit, packed, self.reduce_range) for packed in self.packed]
+        parts = [torch.ops.quantized.linear_dynamic(unit, packed, True) for packed in self.packed]
         out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         # In place: out-of-place scaling and adding of [16, 262k] values cost as much as fbgemm's pass.
         return out.mul_(top).addmm_(x[:, self.dims], self.fp32)
@@ -250,8 +163,6 @@ class QInt8Screen:
     """
 
     def __init__(self, weight: torch.Tensor, fp32: torch.Tensor, rows: slice | None = None):
-        # fbgemm, not oneDNN, whatever the layers use: oneDNN keeps a second copy of the int8 rows
-        # (+168 MB for the head), and it was no faster inside a batch (12.0 vs 12.1 s of picks).
         self.linear = QLinear(weight if rows is None else weight[rows], fp32, measure=True)
         self.fp32_norm = float(self.linear.fp32.norm(dim=0).max())
 

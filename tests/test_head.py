@@ -185,24 +185,6 @@ def test_qint8_screen_bound_holds_for_every_token(weight):
         screen.logits(hidden, torch.arange(5))
 
 
-def test_engines_pack_the_same_rows_and_the_fastest_is_one_of_them():
-    from extractkit import _qint8
-
-    found = _qint8.engines(torch.device("cpu"))
-    if not found:
-        pytest.skip("no int8 x int8 engine on this machine")
-    weight, dims = torch.randn(300, 96), torch.tensor([1, 7])
-    linears = [_qint8.QLinear(weight, dims, engine=e) for e in found]
-    x = torch.randn(16, 96, generator=torch.Generator().manual_seed(8))
-    assert all(_qint8._within_bound(linear, weight, x) for linear in linears)  # 7 or 8 bits: the bound holds
-    states = [linear.state() for linear in linears]
-    for state in states[1:]:  # what is saved (`_machine.tensors`) does not depend on the engine
-        assert all(torch.equal(state[k], states[0][k]) for k in state)
-    assert _qint8.fastest_engine(torch.device("cpu"), ((300, 96),), (1, 16)) in found
-    with pytest.raises(ValueError):
-        _qint8.QLinear(weight, dims, engine="mkl")
-
-
 def test_the_near_proof_is_skipped_where_it_rarely_proves(weight):
     """qint8's wide bound makes the near-top proof fail 9 times in 10: after 64 tries with under a
     quarter proved, open-ended rows go straight to the rescoring proof - with the same picks."""
