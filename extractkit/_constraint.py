@@ -110,6 +110,9 @@ def unpack_bitmask(bitmask: torch.Tensor, vocab: int) -> torch.Tensor:
     return ((bitmask.unsqueeze(-1) >> _BITS) & 1).view(bitmask.shape[0], -1)[:, :vocab] == 1
 
 
+_OPEN = None  # (vocab, packed words, ids) of the last open-ended `allowed_ids` answer
+
+
 def allowed_ids(bitmask: torch.Tensor, vocab: int) -> torch.Tensor:
     """Ascending ids of the tokens one packed row allows (the fast engine's per-step question).
 
@@ -120,11 +123,18 @@ def allowed_ids(bitmask: torch.Tensor, vocab: int) -> torch.Tensor:
     import numpy as np
     import torch
 
+    global _OPEN
     words = bitmask.numpy().view(np.uint32)
     nonzero = np.flatnonzero(words)
     if len(nonzero) > 256:  # open-ended: unpack every word
-        ids = np.flatnonzero(np.unpackbits(words.view(np.uint8), bitorder="little")[:vocab])
-        return torch.from_numpy(ids)
+        # Most open-ended steps are inside a JSON string and allow the same ~255k tokens: the
+        # last such answer is returned again for the same words (comparing 32 KB, not
+        # unpacking 262k bits into 2 MB of ids). Callers only read the ids.
+        if _OPEN is not None and _OPEN[0] == vocab and np.array_equal(_OPEN[1], words):
+            return _OPEN[2]
+        ids = torch.from_numpy(np.flatnonzero(np.unpackbits(words.view(np.uint8), bitorder="little")[:vocab]))
+        _OPEN = (vocab, words.copy(), ids)
+        return ids
     bits = np.unpackbits(words[nonzero].view(np.uint8), bitorder="little").reshape(len(nonzero), 32)
     word, bit = np.nonzero(bits)  # row-major: ascending ids
     ids = nonzero[word] * 32 + bit

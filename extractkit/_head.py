@@ -280,7 +280,7 @@ class Head:
         """The mask of tokens outside `ids`; the last one is kept, since most open-ended rows of a
         step are inside a JSON string and allow the same ~255k tokens (comparing is 3x cheaper)."""
         last = self._forbidden_last
-        if last is not None and len(last[0]) == len(ids) and torch.equal(last[0], ids):
+        if last is not None and (last[0] is ids or (len(last[0]) == len(ids) and torch.equal(last[0], ids))):
             return last[1]
         keep = torch.zeros(self.weight.shape[0], dtype=torch.bool, device=device)
         self._forbidden_last = (ids, ~keep.index_fill_(0, ids.to(device), True))

@@ -50,3 +50,7 @@ def test_allowed_ids_match_the_unpacked_mask():
                 bitmask[0, ::3] = 0
         expected = unpack_bitmask(bitmask, vocab)[0].nonzero().view(-1)
         assert torch.equal(allowed_ids(bitmask[0], vocab), expected), fill
+        assert torch.equal(allowed_ids(bitmask[0].clone(), vocab), expected), fill  # again: the kept answer
+    # The kept open-ended answer is for the same words only: one bit off, another answer.
+    bitmask[0, 5] = 0
+    assert torch.equal(allowed_ids(bitmask[0], vocab), unpack_bitmask(bitmask, vocab)[0].nonzero().view(-1))
