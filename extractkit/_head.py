@@ -257,30 +257,21 @@ class Head:
         for r in range(len(allowed)):
             best, winner = self._exact_best(top.indices[r], hidden[r])
             reach = _reach(best, self._screen().bound(hidden[r], 0.0))
-            if lowest[r] < reach:
-                self.stats["screened"] += 1
-                picks.append(winner)
-                continue
-            possible = screened[r] >= reach
-            possible[top.indices[r]] = False
-            count = int(possible.count_nonzero())
-            if count == 0:
-                self.stats["screened"] += 1
-            elif count > self.small:
-                self.stats["fallback"] += 1
-                winner = _argmax(self._full_logits(hidden[r]), allowed[r])
-            else:
-                self.stats["widened"] += 1
-                more, other = self._exact_best(possible.nonzero()[:, 0], hidden[r])
-                winner = winner if best > more else other if more > best else min(winner, other)
-            picks.append(winner)
+            possible = None
+            if lowest[r] >= reach:  # else no token outside the top reaches it: no pass over the row
+                possible = screened[r] >= reach
+                possible[top.indices[r]] = False
+            count = 0 if possible is None else int(possible.count_nonzero())
+            picks.append(self._settle(best, winner, count, lambda p=possible: p.nonzero()[:, 0], hidden[r],
+                                      lambda h=hidden[r], ids=allowed[r]: _argmax(self._full_logits(h), ids)))
         return picks
 
     def _forbidden(self, ids: torch.Tensor, device: torch.device) -> torch.Tensor:
-        """The mask of tokens outside `ids`; the last one is kept, since most open-ended rows of a
-        step are inside a JSON string and allow the same ~255k tokens (comparing is 3x cheaper)."""
+        """The mask of tokens outside `ids`; the last one is kept for the same ids object. Most
+        open-ended rows are inside a JSON string and allow the same ~255k tokens, and
+        `_constraint.allowed_ids` then hands back the same ids object."""
         last = self._forbidden_last
-        if last is not None and (last[0] is ids or (len(last[0]) == len(ids) and torch.equal(last[0], ids))):
+        if last is not None and last[0] is ids:
             return last[1]
         keep = torch.zeros(self.weight.shape[0], dtype=torch.bool, device=device)
         self._forbidden_last = (ids, ~keep.index_fill_(0, ids.to(device), True))
@@ -357,7 +348,12 @@ class Head:
         # s + 1.01 u |s| + slack >= best, for every token that could still win.
         possible = values + _OUTPUT * values.abs() + slack >= best
         possible[top.indices] = False
-        count = int(possible.sum())
+        return self._settle(best, winner, int(possible.sum()), lambda: device_ids[possible], hidden, fallback)
+
+    def _settle(self, best: float, winner: int, count: int, others, hidden: torch.Tensor, fallback) -> int:
+        """The proof's last step: `winner` scored `best` in fp32, and `count` other tokens (ids from
+        `others()`) have screen values the bound cannot rule out. None: `winner`. A few: rescore
+        them too. More than `small`: `fallback()`, an exact fp32 pick."""
         if count == 0:
             self.stats["screened"] += 1
             return winner
@@ -365,7 +361,7 @@ class Head:
             self.stats["fallback"] += 1
             return fallback()
         self.stats["widened"] += 1
-        more, other = self._exact_best(device_ids[possible], hidden)
+        more, other = self._exact_best(others(), hidden)
         return winner if best > more else other if more > best else min(winner, other)
 
     def _exact_best(self, candidates: torch.Tensor, hidden: torch.Tensor) -> tuple[float, int]:
