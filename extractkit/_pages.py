@@ -107,10 +107,10 @@ def map_large_allocations() -> bool:
     that *rises* each time such a mapping is freed, up to 32 MB. A batch frees
     16 MB logits and multi-MB activations every step, so the threshold climbs and
     later ones land in the heap, whose freed space stays resident and fragments:
-    a batch-16 run over 50 receipts and 10 invoices peaked at 1,482 MB, and at
-    1,339 MB with the threshold fixed at 4 MB, at the same speed (`bench/bench_rss.py`,
-    docs/performance.md). Smaller allocations still come from the heap, where
-    per-step mapping would cost page faults (1 MB: ~15 % slower).
+    24 receipts at batch 16 peaked at 1,488 MB, and at 1,305 MB with the threshold
+    fixed at 4 MB, at the same speed (`bench/bench_rss.py`, docs/performance.md).
+    Smaller allocations still come from the heap, where per-step mapping would
+    cost page faults (1 MB: ~15 % slower).
 
     Process-wide, as the allocator is; a threshold the user set with glibc's own
     `MALLOC_MMAP_THRESHOLD_` is left alone. True if it was set here.

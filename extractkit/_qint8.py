@@ -36,7 +36,7 @@ batches only: building it (~3-6 s on 2 cores) does not pay one document at a tim
 
 Why fbgemm and not torch's other x86 int8 engine, oneDNN: on the AMX Xeon oneDNN
 ran a layer's projections 2.7x faster at 500 rows in isolation, but it keeps a
-second copy of the int8 rows (+110 MB for the layers) and builds a kernel per
+second copy of the int8 rows (49 MB resident for a restored 20 MB form, fbgemm 27) and builds a kernel per
 new row count; in the bench (50 receipts + 10 invoices at batch 16) qint8 layers
 on oneDNN ran 0.852 docs/s at 1,515 MB, on fbgemm 0.902 at 1,352 MB (2026-12-07).
 """
