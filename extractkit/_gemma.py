@@ -170,14 +170,8 @@ class GemmaRunner:
 
         if not self._remember:
             return build()
-        built: list[_qint8.QLinear] = []
-
-        def build_state() -> dict:
-            built.append(build())  # this process decodes with what it built, not a copy read back
-            return built[0].state()
-
-        saved = _machine.tensors(self._key(modules), build_state, lambda state: self._fits(state, modules, dims))
-        return built[0] if built else _qint8.QLinear.restore(saved)
+        return _machine.remembered(self._key(modules), build, _qint8.QLinear.state, _qint8.QLinear.restore,
+                                   lambda state: self._fits(state, modules, dims))
 
     def _adopt(self, modules: tuple[Any, ...], q: _qint8.QLinear) -> _qint8.QLinear:
         self._q[id(modules[0])] = q

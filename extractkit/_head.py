@@ -398,23 +398,19 @@ class Head:
             # every token; another choice would only loosen the bound, never break it).
             dims = _qint8.fp32_dims(hidden)
 
-            def build() -> _qint8.QInt8Screen:
-                return _qint8.QInt8Screen(self.weight, dims, rows)
-
             if rows is not None or self._rows is None:
-                return build()
+                return _qint8.QInt8Screen(self.weight, dims, rows)
             # Saved per dims too: a copy whose dims are not this model's outliers would be exact
             # still, but its looser bound rescores far more (38 vs 12 s of picks in a batch).
-            built: list[_qint8.QInt8Screen] = []
-            saved = _machine.tensors(f"head screen qint8 {self._rows.identity()} dims {dims.tolist()}",
-                                     lambda: (built.append(build()), built[0].tensors())[1],
-                                     lambda saved: _qint8.QInt8Screen.matches(saved, self.weight))
-            return built[0] if built else _qint8.QInt8Screen.restore(saved)
+            return _machine.remembered(f"head screen qint8 {self._rows.identity()} dims {dims.tolist()}",
+                                       lambda: _qint8.QInt8Screen(self.weight, dims),
+                                       _qint8.QInt8Screen.tensors, _qint8.QInt8Screen.restore,
+                                       lambda saved: _qint8.QInt8Screen.matches(saved, self.weight))
         if rows is None and self._rows is not None:  # the whole head, from its checkpoint file
-            saved = _machine.tensors(f"head screen {kind} {self._rows.identity()}",
-                                     lambda: _Screen(kind, self.weight).tensors(),
-                                     lambda saved: _Screen.restore(kind, saved).matches(self._rows))
-            return _Screen.restore(kind, saved)
+            return _machine.remembered(f"head screen {kind} {self._rows.identity()}",
+                                       lambda: _Screen(kind, self.weight), _Screen.tensors,
+                                       lambda saved: _Screen.restore(kind, saved),
+                                       lambda saved: _Screen.restore(kind, saved).matches(self._rows))
         return _Screen(kind, self.weight, rows)
 
     def _choose_screen(self, hidden: torch.Tensor) -> str:

@@ -33,7 +33,9 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 _VERSION = "1"  # bump when a remembered format or what a question means changes
 
@@ -134,3 +136,19 @@ def tensors(key: str, build: Callable[[], dict], accept: Callable[[dict], bool])
     except OSError:
         pass
     return built
+
+
+def remembered(key: str, build: Callable[[], T], state: Callable[[T], dict], restore: Callable[[dict], T],
+               accept: Callable[[dict], bool]) -> T:
+    """An object kept as tensors (`tensors`): restored from what was saved under `key`, or built.
+
+    A process that builds it uses what it built, not a copy read back from the file it wrote.
+    """
+    built: list[T] = []
+
+    def build_state() -> dict:
+        built.append(build())
+        return state(built[0])
+
+    found = tensors(key, build_state, accept)
+    return built[0] if built else restore(found)
