@@ -43,6 +43,21 @@ def real_extractor():
 
 
 @pytest.fixture(scope="session")
+def reference_extractor():
+    """The real model in fp32, the numerics that equal transformers' `generate()`.
+
+    The default (`numerics="auto"`) takes the fastest kernel this CPU has - qint8 on an
+    AVX2 or AMX x86, bf16 on some others - and those may flip a near-tie between two
+    readings; which ones depends on the machine. Tests of *what the model reads* use
+    this one so that they say the same on every CPU; what each low-precision kernel
+    costs in accuracy is measured on SROIE dev (docs/performance.md, "Numerics").
+    """
+    from extractkit import Extractor
+
+    return Extractor.from_pretrained(numerics="fp32")
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray cluster (2 CPUs) for the whole session; started only if a test asks."""
     ray = pytest.importorskip("ray")
