@@ -79,6 +79,10 @@ def main() -> None:
     timed(_head._Screen, "logits", "head: screen pass (in pick)")
     timed(_qint8.QInt8Screen, "logits", "head: screen pass (in pick)")
     timed(fast.head, "_pick_small", "head: a few allowed (in pick)")
+    timed(fast.head, "_rescore_rows", "head: batched proof (in pick)")
+    timed(fast.head, "_exact_best", "head: fp32 rescoring (in pick)")
+    timed(fast.head, "_full_logits", "head: full fp32 row (in pick)")
+    head_stats = dict(fast.head.stats)
     steps = dict(fast.stats)
     start = time.perf_counter()
     results = list(extractor.extract_many(texts, schema, batch_size=args.batch_size))
@@ -87,6 +91,7 @@ def main() -> None:
           f"{total:.1f} s, {len(texts) / total:.3f} docs/s, {sum(r.tokens for r in results)} tokens, "
           f"{fast.stats['steps'] - steps['steps']} steps, copy drafts kept "
           f"{fast.stats['copy_kept'] - steps['copy_kept']} of {fast.stats['copied'] - steps['copied']}")
+    print("  head picks:", {k: v - head_stats[k] for k, v in fast.head.stats.items()})
     for key in sorted(seconds):
         print(f"  {key:34s} {seconds[key]:7.2f} s  {calls[key]:6d} calls  {seconds[key] / calls[key] * 1e3:8.1f} ms")
 

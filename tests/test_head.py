@@ -229,3 +229,31 @@ def test_open_ended_rows_alternating_allowed_sets_pick_the_fp32_argmax(weight):
         sets = [holes[0], holes[1], holes[0], everything, holes[1]]
         hidden = torch.randn(len(sets), HIDDEN, generator=generator)
         assert head.pick(hidden, sets) == [reference(weight, h, ids) for h, ids in zip(hidden, sets)]
+
+
+def test_rows_sharing_one_allowed_set_pick_the_fp32_argmax(weight):
+    """The usual batch step: every open-ended row holds the same ids object, and its forbidden
+    tokens are filled for all rows at once."""
+    generator = torch.Generator().manual_seed(11)
+    holes = torch.arange(VOCAB)[torch.rand(VOCAB, generator=generator) < 0.8]
+    head = Head(weight, eos=1, screen="qint8")
+    for _ in range(5):
+        hidden = torch.randn(6, HIDDEN, generator=generator)
+        assert head.pick(hidden, [holes] * 6) == [reference(weight, h, holes) for h in hidden]
+
+
+@pytest.mark.parametrize("vocab", [262144, 48 * 256, 1000])
+def test_block_top_finds_the_same_values_as_topk(vocab):
+    """`_top` searches only the best blocks: the same k values as torch.topk, ties and forbidden
+    floors included (indices may differ only among tied values)."""
+    from extractkit._head import _top
+
+    generator = torch.Generator().manual_seed(12)
+    values = torch.randn(4, vocab, generator=generator).mul(3).round()  # many ties
+    values[1, : vocab // 2] = torch.finfo(torch.float32).min              # half the row forbidden
+    values[2, 7] = 100.0                                                   # one block holds the top
+    values[3] = 0.0                                                        # all tied
+    expected, found = torch.topk(values, SCREEN, dim=1), _top(values, SCREEN)
+    assert torch.equal(found.values, expected.values)
+    assert torch.equal(torch.gather(values, 1, found.indices), found.values)
+    assert all(len(set(row.tolist())) == SCREEN for row in found.indices)
