@@ -1,6 +1,6 @@
 """The model card's numbers: base vs bundled on SROIE dev, held-out synthetic and unseen schemas.
 
-    python -m extractkit.finetune.recipes.evaluate_bundled --model bundled --out finetune/results
+    python -m extractkit.finetune.recipes.evaluate_bundled --model bundled --out finetune/results --record
     python -m extractkit.finetune.recipes.evaluate_bundled --model base --out finetune/results
     python -m extractkit.finetune.recipes.evaluate_bundled --table --out finetune/results
     python -m extractkit.finetune.recipes.evaluate_bundled --breakdown --model bundled
@@ -9,6 +9,10 @@ Each set is decoded with an output budget of 1.5 x its longest gold answer
 (+32 tokens): an answer longer than that cannot match the gold, and without a
 cap the base model's runaway strings would make the base runs take hours. A
 document cut off by the cap counts as failed, like any other failure.
+
+--record also writes each set's headline numbers (accuracy, docs/s) into the
+adapter's manifest, which ships with it: only the run that publishes them should,
+not every check on another machine.
 """
 
 from __future__ import annotations
@@ -56,7 +60,8 @@ def all_sets(only: list[str] | None = None) -> dict[str, tuple]:
     return {name: v for name, v in sets.items() if wanted(name)}
 
 
-def run(model: str, out: Path, only: list[str] | None, batch_size: int, numerics: str = "fp32") -> None:
+def run(model: str, out: Path, only: list[str] | None, batch_size: int, numerics: str = "fp32",
+        record: bool = False) -> None:
     from extractkit import ExtractConfig, Extractor
 
     extractor = Extractor.from_pretrained(adapter=None if model == "base" else model, numerics=numerics)
@@ -73,7 +78,7 @@ def run(model: str, out: Path, only: list[str] | None, batch_size: int, numerics
         # fp32 is the exact reference; other numerics get their own report files.
         stem = f"{Path(model).name}{'' if numerics == 'fp32' else '@' + numerics}--{name.replace('/', '--')}"
         (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-        if model != "base" and numerics == "fp32":
+        if record and model != "base" and numerics == "fp32":
             record_eval(model, name, report)
         print(f"== {model} on {name}\n{format_report(report)}\n", flush=True)
 
@@ -157,13 +162,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--numerics", choices=("auto", "fp32", "bf16", "int8", "qint8"), default="fp32",
                         help="the engine's layer matmuls (bf16: faster, outputs may differ)")
+    parser.add_argument("--record", action="store_true",
+                        help="write the fp32 results into the adapter's manifest (the published numbers)")
     parser.add_argument("--table", action="store_true", help="print the results table and exit")
     parser.add_argument("--breakdown", action="store_true", help="print --model's failures per form and field")
     args = parser.parse_args(argv)
     if args.table or args.breakdown:
         print(table(args.out) if args.table else breakdown(args.out, args.model))
         return
-    run(args.model, args.out, args.only, args.batch_size, args.numerics)
+    run(args.model, args.out, args.only, args.batch_size, args.numerics, args.record)
 
 
 if __name__ == "__main__":
