@@ -463,7 +463,7 @@ class Head:
 
 
 def _top(values: torch.Tensor, k: int, block: int = _BLOCK) -> torch.return_types.topk:
-    """torch.topk(values, k, dim=1) for values [n, vocab], in a quarter of its time over 262k.
+    """torch.topk(values, k, dim=1) for values [n, vocab], in a third of its time over 262k.
 
     Each row's `block`-wide blocks are ranked by their largest value and only the k best blocks
     are searched. A block holding one of the row's k largest values has a maximum at least the
@@ -475,7 +475,7 @@ def _top(values: torch.Tensor, k: int, block: int = _BLOCK) -> torch.return_type
     n, vocab = values.shape
     if vocab % block or vocab // block <= k:
         return torch.topk(values, k, dim=1)
-    best = torch.topk(values.view(n, -1, block).amax(dim=2), k, dim=1).indices       # [n, k] blocks
+    best = torch.topk(values.reshape(n, -1, block).amax(dim=2), k, dim=1).indices    # [n, k] blocks
     columns = (best[:, :, None] * block + torch.arange(block, device=values.device)).view(n, -1)
     top = torch.topk(torch.gather(values, 1, columns), k, dim=1)
     return torch.return_types.topk((top.values, torch.gather(columns, 1, top.indices)))
