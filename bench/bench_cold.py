@@ -43,9 +43,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     lap("import torch")
-    import transformers  # noqa: F401
+    if args.load == "transformers":
+        import transformers  # noqa: F401 - the light load (the default) never imports it
 
-    lap("import transformers")
+        lap("import transformers")
     import extractkit
     from extractkit._constraint import load_engine
     from extractkit._model import checkpoint_path, load_tokenizer, load_weights, resolve_adapter
@@ -54,7 +55,7 @@ def main() -> None:
 
     lap("import extractkit")
     path, adapter = checkpoint_path(None), resolve_adapter(None, "bundled")
-    tokenizer = load_tokenizer(path)
+    tokenizer = load_tokenizer(path, light=args.load == "light")  # as from_pretrained loads it
     lap("tokenizer")
     engine = load_engine("llguidance", tokenizer, len(tokenizer))
     lap("llguidance tables")

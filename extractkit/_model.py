@@ -161,19 +161,26 @@ def _quiet_transformers():
         transformers.logging.enable_progress_bar()
 
 
-def load_tokenizer(path: Path) -> Any:
-    from transformers import AutoTokenizer
-
+def load_tokenizer(path: Path, *, light: bool = False) -> Any:
+    """transformers' tokenizer for the checkpoint at `path`; with `light=True`, for the
+    cached base checkpoint, `_tokenizer.TextTokenizer` instead (no transformers import)."""
     from ._pages import trim
 
-    with _quiet_transformers():
-        try:
-            if (path / _DONE_MARK).exists():
-                tokenizer = _cached_base_tokenizer(path)
-            else:
-                tokenizer = AutoTokenizer.from_pretrained(str(path))
-        except Exception as exc:
-            raise ModelLoadError(f"cannot load the tokenizer at {path}: {exc}") from exc
+    try:
+        if light and (path / _DONE_MARK).exists():
+            from ._tokenizer import TextTokenizer
+
+            tokenizer = TextTokenizer.from_folder(path)
+        else:
+            from transformers import AutoTokenizer
+
+            with _quiet_transformers():
+                if (path / _DONE_MARK).exists():
+                    tokenizer = _cached_base_tokenizer(path)
+                else:
+                    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load the tokenizer at {path}: {exc}") from exc
     # Parsing Gemma's 33 MB tokenizer.json leaves ~200 MB of freed parse buffers in the C
     # heap, resident until trimmed (measured: 322 -> 127 MB for the Rust tokenizer alone).
     trim()

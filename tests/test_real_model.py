@@ -91,6 +91,47 @@ def test_cached_base_tokenizer_equals_transformers_own_load():
         assert ours(text)["input_ids"] == theirs(text)["input_ids"]
 
 
+def test_the_fast_paths_tokenizer_encodes_and_decodes_like_transformers():
+    # The fast engine loads the cached base's tokenizer without transformers (`_tokenizer.py`): on
+    # real receipts, the prompts and Gemma's special and byte-fallback tokens it must be the same.
+    import random
+
+    from extractkit._model import checkpoint_path, load_tokenizer
+    from extractkit._prompt import calibration_prompt, render_prompt
+    from extractkit._tokenizer import TextTokenizer
+
+    path = checkpoint_path(None)
+    light, full = load_tokenizer(path, light=True), load_tokenizer(path)
+    assert isinstance(light, TextTokenizer) and len(light) == len(full)
+    assert [light.bos_token_id, light.eos_token_id, light.pad_token_id, light.unk_token_id] == \
+        [full.bos_token_id, full.eos_token_id, full.pad_token_id, full.unk_token_id]
+    dev = Path(__file__).resolve().parents[1] / "finetune" / "data" / "sroie" / "dev.jsonl"
+    texts = [json.loads(line)["text"] for line in dev.read_text().splitlines()[:60]]
+    texts += [calibration_prompt(), render_prompt(texts[0], Invoice),
+              "<start_of_turn>user\n\t\u00a0½ 東京 🙂\r\n\n\n   x", ""]
+    rng = random.Random(0)
+    for text in texts:
+        ids = full(text)["input_ids"]
+        assert light(text)["input_ids"] == ids
+        assert light(text, add_special_tokens=False)["input_ids"] == full(text, add_special_tokens=False)["input_ids"]
+        assert light.decode(ids) == full.decode(ids)
+        noise = [rng.randrange(len(full)) for _ in range(40)] + [0, 1, 2, 3, 106, 107, 238]
+        assert light.decode(noise) == full.decode(noise)
+        assert light.decode(noise, skip_special_tokens=True) == full.decode(noise, skip_special_tokens=True)
+
+
+def test_a_cold_extraction_never_imports_transformers():
+    # Importing transformers' tokenizer classes was 1.0-1.7 s of a 2-core cold start; the default
+    # path (fast engine, llguidance, cached base + bundled adapter) no longer needs any of it.
+    script = ("import sys, extractkit\n"
+              "from extractkit.schemas import Receipt\n"
+              "r = extractkit.extract('ABC MART 02/01/2019 TOTAL 3.50', Receipt)\n"
+              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'transformers'))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_copy_drafts_are_confirmed_and_change_nothing():
     # The fine-tuned model copies values out of the document, so some copy-drafted tokens must be
     # confirmed; confirmed or not, the text is what decoding without them writes (fp32: exact).
