@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _machine
+
 
 @dataclass(frozen=True)
 class Gemma3Config:
@@ -226,14 +228,8 @@ def load(path: Path, dtype: torch.dtype = torch.float32, device: str = "cpu") ->
     missing = set(params) - seen
     if missing:
         raise ValueError(f"the checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[0]}")
-    model.source = f"{'; '.join(file_identity(f) for f in files)} as {dtype}"
+    model.source = f"{'; '.join(_machine.file_identity(f) for f in files)} as {dtype}"
     return model.to(device).eval()
-
-
-def file_identity(path: Path) -> str:
-    """Which bytes a file holds, cheaply: its path, inode, size and modification time."""
-    info = path.stat()
-    return f"{path.resolve()} inode {info.st_ino} size {info.st_size} mtime {info.st_mtime_ns}"
 
 
 def _assign(model: nn.Module, name: str, tensor: torch.Tensor, dtype: torch.dtype) -> None:

@@ -15,7 +15,8 @@ ones read it:
   workers starting together) still decode with the same numerics - one
   measuring under load no longer makes its outputs differ from its neighbour's.
 - `tensors(key, build)`: tensors derived from weights (the head's screen
-  copy; qint8 layers' int8 rows, ~0.5 s of quantizing), saved as safetensors
+  copy; qint8 layers' int8 rows, ~0.5 s of quantizing) or from the tokenizer
+  file (llguidance's token bytes, ~0.5 s of spelling), saved as safetensors
   and memory-mapped back. `key` must name the
   weights exactly (the head uses its checkpoint file's path, inode, size and
   mtime), and the caller's `accept` checks what was saved against the weights
@@ -51,6 +52,12 @@ def fingerprint() -> str:
     from ._manifest import machine_description
 
     return f"{machine_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def file_identity(path: Path) -> str:
+    """Which bytes a file holds, cheaply: its path, inode, size and modification time (a key part)."""
+    info = path.stat()
+    return f"{path.resolve()} inode {info.st_ino} size {info.st_size} mtime {info.st_mtime_ns}"
 
 
 def _folder() -> Path:

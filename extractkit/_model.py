@@ -262,7 +262,7 @@ def load_weights(path: Path, *, adapter: str | os.PathLike | None = None, device
 
 def _load_light(path: Path, adapter: str | os.PathLike | None, device: str, dtype: Any) -> Any:
     """`_gemma3`'s model with the adapter merged, or None where transformers' must load it."""
-    from . import _gemma3
+    from . import _gemma3, _machine
 
     try:
         model = _gemma3.load(path, dtype)
@@ -282,7 +282,7 @@ def _load_light(path: Path, adapter: str | os.PathLike | None, device: str, dtyp
         except Exception as exc:
             raise ModelLoadError(f"cannot apply the adapter at {adapter}: {exc}") from exc
         files = sorted(Path(adapter).glob("adapter_*"))
-        model.source += f"; merged with {'; '.join(_gemma3.file_identity(f) for f in files)}"
+        model.source += f"; merged with {'; '.join(_machine.file_identity(f) for f in files)}"
     return model.to(device).eval()
 
 

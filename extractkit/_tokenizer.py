@@ -28,9 +28,12 @@ class TextTokenizer:
 
     padding_side = "left"  # as `_model._cached_base_tokenizer` sets it; decoding only ever adds on the right
 
-    def __init__(self, backend: Any, special_tokens: dict[str, str]):
+    def __init__(self, backend: Any, special_tokens: dict[str, str], source: str = ""):
         """`backend`: a `tokenizers.Tokenizer` with no padding or truncation set;
-        `special_tokens`: tokenizer_config.json's `bos_token`, `eos_token`, ... entries."""
+        `special_tokens`: tokenizer_config.json's `bos_token`, `eos_token`, ... entries;
+        `source`: the file it was read from (`_machine.file_identity`), or "" - where given,
+        tables derived from the tokenizer may be remembered under it (`_grammars/llguidance.py`)."""
+        self.source = source
         if backend.padding is not None or backend.truncation is not None:
             # transformers clears truncation and keeps padding for batch calls; here every
             # call is one text, and a padded or truncated prompt would change what is decoded.
@@ -49,8 +52,11 @@ class TextTokenizer:
         """Parse `folder`'s tokenizer.json (~2 s for Gemma's 262k tokens, in Rust)."""
         from tokenizers import Tokenizer
 
+        from ._machine import file_identity
+
         config = json.loads((folder / "tokenizer_config.json").read_text())
-        return cls(Tokenizer.from_file(str(folder / "tokenizer.json")), config)
+        file = folder / "tokenizer.json"
+        return cls(Tokenizer.from_file(str(file)), config, source=file_identity(file))
 
     def __call__(self, text: str, add_special_tokens: bool = True) -> dict[str, list[int]]:
         """{"input_ids": ids}, like transformers' tokenizer called on one text."""

@@ -157,3 +157,23 @@ def test_the_runners_qint8_layers_are_remembered_per_weights_and_calibration(rem
     uncalibrated = GemmaRunner(_gemma3.load(tiny_dir), numerics="qint8")  # no calibration: nothing to name it by
     uncalibrated.forward(uncalibrated.new_cache(1, 16), slice(0, 1), prompt, torch.tensor([0]))
     assert len(list(remember.glob("*.safetensors"))) == 2 * forms
+
+
+def test_llguidance_token_bytes_are_remembered_per_tokenizer_file(remember, tiny_dir, monkeypatch):
+    # A TextTokenizer names its file; llguidance's token spelling (~0.5 s for Gemma's 262k ids on
+    # 2 cores) is read back in later processes, equal to spelling it again.
+    from extractkit._grammars import llguidance as engine
+    from extractkit._tokenizer import TextTokenizer
+
+    tokenizer = TextTokenizer.from_folder(tiny_dir)
+    backend, n = tokenizer.backend_tokenizer, len(tokenizer)
+    spelled = engine.token_bytes(backend, n)
+    assert engine.remembered_token_bytes(backend, n, tokenizer.source) == spelled
+    monkeypatch.setattr(engine, "token_bytes", lambda *args: pytest.fail("spelled again"))
+    assert engine.remembered_token_bytes(backend, n, tokenizer.source) == spelled
+    built = engine.LLGuidanceEngine(tokenizer, n)  # reads them back, and its tables work
+    matcher = built.compile('"(a|b)"').matcher()
+    bitmask = torch.zeros(1, (n + 31) // 32, dtype=torch.int32)
+    matcher.fill(bitmask, 0)
+    assert bitmask.any()
+    assert len(list(remember.glob("*.safetensors"))) == 1
