@@ -257,3 +257,12 @@ def test_block_top_finds_the_same_values_as_topk(vocab):
     assert torch.equal(found.values, expected.values)
     assert torch.equal(torch.gather(values, 1, found.indices), found.values)
     assert all(len(set(row.tolist())) == SCREEN for row in found.indices)
+
+
+def test_a_saved_qint8_screen_is_taken_when_its_dims_are_mostly_these():
+    from extractkit._head import _close
+
+    dims = torch.arange(16)
+    assert _close(dims, torch.tensor(list(range(12)) + [20, 21, 22, 23]))
+    assert not _close(dims, torch.tensor(list(range(11)) + [20, 21, 22, 23, 24]))
+    assert not _close(dims, torch.arange(12))

@@ -104,11 +104,16 @@ def test_the_qint8_head_screen_is_saved_per_file_and_checked(remember, tmp_path)
     assert torch.equal(restored._copy.linear.dims, fresh._copy.linear.dims)
     assert torch.equal(restored._copy.logits(hidden), fresh._copy.logits(hidden))
     assert restored._copy.bound(hidden[0], 1.0) == fresh._copy.bound(hidden[0], 1.0)
-    # First rows with other outlier dims: a copy of their own (the saved one's bound would be loose).
+    # First rows with other outlier dims: built for them (the saved one's bound would be loose),
+    # and saved in its place - one file per head, however many runs see other dims.
     other_rows = torch.randn(2, 64, generator=torch.Generator().manual_seed(9))
-    assert Head(weight, eos=0, screen="qint8").pick(other_rows, everything[:2]) == [
-        int(torch.argmax(weight @ h)) for h in other_rows]
-    assert len(list(remember.glob("*.safetensors"))) == 2
+    other = Head(weight, eos=0, screen="qint8")
+    assert other.pick(other_rows, everything[:2]) == [int(torch.argmax(weight @ h)) for h in other_rows]
+    assert not torch.equal(other._copy.linear.dims, fresh._copy.linear.dims)
+    assert len(list(remember.glob("*.safetensors"))) == 1
+    again = Head(weight, eos=0, screen="qint8")
+    again.pick(other_rows, everything[:2])
+    assert torch.equal(again._copy.linear.dims, other._copy.linear.dims)
     saved = fresh._copy.tensors()
     assert QInt8Screen.matches(saved, weight)
     (tmp_path / "other").mkdir()
