@@ -85,9 +85,7 @@ class FastDecoder:
     def _prefix(self, text: str) -> tuple[list[int], KVCache]:
         if text not in self._prefixes:
             ids = self.tokenizer(text)["input_ids"]
-            cache = self.runner.new_cache(1, len(ids))
-            self.runner.forward(cache, slice(0, 1), torch.tensor([ids], device=self.runner.device),
-                                torch.zeros(1, dtype=torch.long, device=self.runner.device))
+            cache = self.runner.prefilled(ids)
             if len(self._prefixes) >= PREFIXES:
                 self._prefixes.pop(next(iter(self._prefixes)))
             self._prefixes[text] = (ids, cache)

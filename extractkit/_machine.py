@@ -16,7 +16,9 @@ ones read it:
   measuring under load no longer makes its outputs differ from its neighbour's.
 - `tensors(key, build)`: tensors derived from weights (the head's screen
   copy; qint8 layers' int8 rows, ~0.5 s of quantizing) or from the tokenizer
-  file (llguidance's token bytes, ~0.5 s of spelling), saved as safetensors
+  file (llguidance's token bytes, ~0.5 s of spelling), or from both and the
+  machine (a schema prefix's keys and values, ~0.4 s of prefill; a group of
+  its own that keeps the 16 most recently used), saved as safetensors
   and memory-mapped back. `key` must name the
   weights exactly (the head uses its checkpoint file's path, inode, size and
   mtime), and the caller's `accept` checks what was saved against the weights
@@ -107,26 +109,50 @@ def _link_new(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def saved(key: str, accept: Callable[[dict], bool]) -> dict | None:
+def _tensor_path(key: str, group: str) -> Path:
+    return _folder() / group / f"{_name(key)}.safetensors"
+
+
+def saved(key: str, accept: Callable[[dict], bool], group: str = "") -> dict | None:
     """What `tensors(key, ...)` saved, if `accept` takes it; else None (nothing built)."""
     if not enabled():
         return None
     from safetensors.torch import load_file
 
-    path = _folder() / f"{_name(key)}.safetensors"
+    path = _tensor_path(key, group)
     if not path.exists():
         return None
     try:
         state = load_file(str(path))  # memory-mapped: pages come in as they are read
-        return state if accept(state) else None
+        if not accept(state):
+            return None
+        if group:
+            os.utime(path)  # used now: the last a bounded group (`keep`) lets go
+        return state
     except Exception:  # a damaged file: the caller builds again, and `tensors` replaces it
         return None
 
 
-def tensors(key: str, build: Callable[[], dict], accept: Callable[[dict], bool]) -> dict:
+def _prune(folder: Path, keep: int) -> None:
+    """Delete all but the `keep` most recently used files of a group (by modification time)."""
+    files = []
+    for path in folder.glob("*.safetensors"):
+        try:
+            files.append((path.stat().st_mtime_ns, path))
+        except OSError:
+            continue  # another process pruned it first
+    for _, path in sorted(files, reverse=True)[keep:]:
+        path.unlink(missing_ok=True)
+
+
+def tensors(key: str, build: Callable[[], dict], accept: Callable[[dict], bool], group: str = "",
+            keep: int = 0) -> dict:
     """`build()`'s tensors (a dict of name -> tensor), from the cache when `key` was built before
-    and `accept` takes what was saved; otherwise built, and saved in place of what was there."""
-    found = saved(key, accept)
+    and `accept` takes what was saved; otherwise built, and saved in place of what was there.
+
+    `group` saves under a subfolder of its own; with `keep`, that group holds only its `keep`
+    most recently used files (for keys without end, such as one per schema)."""
+    found = saved(key, accept, group)
     if found is not None:
         return found
     built = build()
@@ -134,19 +160,21 @@ def tensors(key: str, build: Callable[[], dict], accept: Callable[[dict], bool])
         return built
     from safetensors.torch import save_file
 
-    path = _folder() / f"{_name(key)}.safetensors"
+    path = _tensor_path(key, group)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.safetensors")
         save_file({k: v.contiguous() for k, v in built.items()}, str(tmp))
         os.replace(tmp, path)  # the same key builds the same tensors: any whole file will do
+        if group and keep:
+            _prune(path.parent, keep)
     except OSError:
         pass
     return built
 
 
 def remembered(key: str, build: Callable[[], T], state: Callable[[T], dict], restore: Callable[[dict], T],
-               accept: Callable[[dict], bool]) -> T:
+               accept: Callable[[dict], bool], group: str = "", keep: int = 0) -> T:
     """An object kept as tensors (`tensors`): restored from what was saved under `key`, or built.
 
     A process that builds it uses what it built, not a copy read back from the file it wrote.
@@ -157,5 +185,5 @@ def remembered(key: str, build: Callable[[], T], state: Callable[[T], dict], res
         built.append(build())
         return state(built[0])
 
-    found = tensors(key, build_state, accept)
+    found = tensors(key, build_state, accept, group, keep)
     return built[0] if built else restore(found)

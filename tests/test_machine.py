@@ -182,3 +182,34 @@ def test_llguidance_token_bytes_are_remembered_per_tokenizer_file(remember, tiny
     matcher.fill(bitmask, 0)
     assert bitmask.any()
     assert len(list(remember.glob("*.safetensors"))) == 1
+
+
+@pytest.mark.parametrize("numerics", ["fp32", "qint8"])
+def test_a_prompt_prefix_is_remembered_per_weights_numerics_and_ids(remember, tiny_dir, monkeypatch, numerics):
+    # A schema's prefix prefill is read back by a later runner on the same weights: the same keys
+    # and values, no forward pass. Other weights or other ids prefill their own; a group keeps 16.
+    from extractkit import _gemma3
+    from extractkit._gemma import GemmaRunner
+
+    ids = [2] + list(range(40, 90))
+
+    def runner(model=None) -> GemmaRunner:
+        made = GemmaRunner(model or _gemma3.load(tiny_dir), numerics=numerics)
+        made.calibrate(list(range(3, 40)))  # qint8: what names its forms (no-op for fp32)
+        return made
+
+    first = runner().prefilled(ids)
+    prefixes = remember / "prefixes"
+    assert len(list(prefixes.glob("*.safetensors"))) == 1
+    forwards, forward = [], GemmaRunner.forward
+    monkeypatch.setattr(GemmaRunner, "forward", lambda self, *a, **k: forwards.append(1) or forward(self, *a, **k))
+    again = runner().prefilled(ids)
+    assert not forwards
+    assert all(torch.equal(a, b) for a, b in zip(first.k + first.v, again.k + again.v))
+    other = _gemma3.load(tiny_dir)
+    other.source += "; merged with another adapter"
+    runner(other).prefilled(ids)
+    assert len(forwards) == 1 + (numerics == "qint8")  # qint8 calibrates the other weights too
+    for n in range(20):
+        runner().prefilled(ids[: 10 + n])
+    assert len(list(prefixes.glob("*.safetensors"))) == 16
