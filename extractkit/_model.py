@@ -166,8 +166,9 @@ def load_tokenizer(path: Path, *, light: bool = False) -> Any:
     cached base checkpoint, `_tokenizer.TextTokenizer` instead (no transformers import)."""
     from ._pages import trim
 
+    cached_base = (path / _DONE_MARK).exists()
     try:
-        if light and (path / _DONE_MARK).exists():
+        if light and cached_base:
             from ._tokenizer import TextTokenizer
 
             tokenizer = TextTokenizer.from_folder(path)
@@ -175,10 +176,7 @@ def load_tokenizer(path: Path, *, light: bool = False) -> Any:
             from transformers import AutoTokenizer
 
             with _quiet_transformers():
-                if (path / _DONE_MARK).exists():
-                    tokenizer = _cached_base_tokenizer(path)
-                else:
-                    tokenizer = AutoTokenizer.from_pretrained(str(path))
+                tokenizer = _cached_base_tokenizer(path) if cached_base else AutoTokenizer.from_pretrained(str(path))
     except Exception as exc:
         raise ModelLoadError(f"cannot load the tokenizer at {path}: {exc}") from exc
     # Parsing Gemma's 33 MB tokenizer.json leaves ~200 MB of freed parse buffers in the C

@@ -10,7 +10,7 @@ tokenizers, so the engine, the grammar engines and `count_tokens` take either.
 It is used only for the cached base checkpoint (`_model.load_tokenizer(light=True)`),
 whose tokenizer.json and tokenizer_config.json extractkit wrote itself: there it
 gives the ids and text that transformers' `TokenizersBackend` gives on the same
-file (tests/test_real_model.py compares them; tests/test_tiny_model.py on a
+file (tests/test_real_model.py compares them; tests/test_tokenizer.py on a
 small vocabulary). Any other checkpoint loads through transformers.
 """
 

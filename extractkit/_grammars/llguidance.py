@@ -47,9 +47,13 @@ class LLGuidanceEngine:
     def __init__(self, hf_tokenizer: Any, vocab_size: int):
         self.eos_token_id = hf_tokenizer.eos_token_id
         backend = getattr(hf_tokenizer, "backend_tokenizer", None)
-        source = getattr(hf_tokenizer, "source", "")
-        tokens = (None if backend is None else
-                  remembered_token_bytes(backend, vocab_size, source) if source else token_bytes(backend, vocab_size))
+        source = getattr(hf_tokenizer, "source", "")  # a TextTokenizer names its file: spellings are remembered
+        if backend is None:
+            tokens = None
+        elif source:
+            tokens = remembered_token_bytes(backend, vocab_size, source)
+        else:
+            tokens = token_bytes(backend, vocab_size)
         if tokens is not None:
             # llguidance's own route (the tokenizer JSON) builds a second Rust copy of
             # the tokenizer: ~335 MB and ~2.5 s for Gemma's 262k vocabulary. Handing it
