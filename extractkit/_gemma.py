@@ -75,7 +75,6 @@ class GemmaRunner:
         self.numerics = numerics
         self._low: dict[int, tuple[torch.Tensor, ...]] = {}  # id(Linear) -> (bf16 weight,) or (int8, scales)
         self._q: dict[int, _qint8.QLinear] = {}  # qint8: id(first Linear) -> the int8 x int8 form, built at first call
-        self._names = {id(m): name for name, m in self.body.named_modules()}  # what a saved form is of
         self._remember = ""  # qint8: what names the weights and calibration prompt (`calibrate`), if anything
         self._own = own_weights
         if numerics in ("bf16", "int8"):
@@ -128,50 +127,51 @@ class GemmaRunner:
 
         They are read off the first hidden states each projection sees; without this, that
         is whatever is decoded first. Where the model names the files its weights came from
-        (`_gemma3`'s `source`), the int8 forms are remembered under those files and this
-        prompt (`_machine.py`), and a later process reads them back instead of quantizing
-        (~0.5 s) and running the prompt. No-op for other numerics, or once calibrated.
+        (`_gemma3`'s `source`), the int8 forms of all layers are remembered as one file under
+        those files and this prompt (`_machine.py`; the 4 most recently used, since every
+        fine-tuned adapter is new weights and ~110 MB of forms), and a later process reads them
+        back instead of quantizing (~0.5 s) and running the prompt. No-op for other numerics,
+        or once calibrated.
         """
         if self.numerics != "qint8" or self._q:
             return
-        source = getattr(self.hf, "source", "")
-        if source:
-            self._remember = f"calibrated on {hashlib.sha256(repr(ids).encode()).hexdigest()[:16]} of {source}"
-            groups = [g for layer in self.body.layers[: self.config.num_hidden_layers] for g in layer_groups(layer)]
-            states = []
-            for group in groups:  # all or nothing: a missing form means running the prompt anyway
-                state = _machine.saved(self._key(group), lambda saved, g=group: self._fits(saved, g))
-                if state is None:
-                    break
-                states.append(state)
-            else:
-                for group, state in zip(groups, states):
-                    self._adopt(group, _qint8.QLinear.restore(state))
-                return
-        self.forward(self.new_cache(1, len(ids)), slice(0, 1), torch.tensor([ids], device=self.device),
-                     torch.zeros(1, dtype=torch.long, device=self.device))
 
-    def _key(self, modules: tuple[Any, ...]) -> str:
-        return f"qint8 {'+'.join(self._names[id(m)] for m in modules)} {self._remember}"
+        def run() -> GemmaRunner:  # each projection builds its form at its first call (`_qlinear`)
+            self.forward(self.new_cache(1, len(ids)), slice(0, 1), torch.tensor([ids], device=self.device),
+                         torch.zeros(1, dtype=torch.long, device=self.device))
+            return self
+
+        source = getattr(self.hf, "source", "")
+        if not source:
+            run()
+            return
+        self._remember = f"calibrated on {hashlib.sha256(repr(ids).encode()).hexdigest()[:16]} of {source}"
+        groups = [g for layer in self.body.layers[: self.config.num_hidden_layers] for g in layer_groups(layer)]
+
+        def restore(saved: dict) -> GemmaRunner:
+            for group, part in zip(groups, _qint8.QLinear.parts(saved, len(groups))):
+                self._adopt(group, _qint8.QLinear.restore(part))
+            return self
+
+        def fits(saved: dict) -> bool:
+            parts = _qint8.QLinear.parts(saved, len(groups))
+            return all("dims" in part and self._fits(part, g) for part, g in zip(parts, groups))
+
+        _machine.remembered(f"qint8 layers {self._remember}", run,
+                            lambda _: _qint8.QLinear.states([self._q[id(g[0])] for g in groups]),
+                            restore, fits, group="layers", keep=4)
 
     @staticmethod
-    def _fits(state: dict, modules: tuple[Any, ...], dims: torch.Tensor | None = None) -> bool:
-        """A saved form has these projections' shapes (and, where given, these fp32 dims)."""
+    def _fits(state: dict, modules: tuple[Any, ...]) -> bool:
+        """A saved form has these projections' shapes."""
         rows = sum(m.out_features for m in modules)
-        return (state["fp32"].shape == (len(state["dims"]), rows) and state["int8.0"].shape[1] == modules[0].in_features
-                and (dims is None or torch.equal(state["dims"], dims)))
+        return state["fp32"].shape == (len(state["dims"]), rows) and state["int8.0"].shape[1] == modules[0].in_features
 
     def _quantized(self, modules: tuple[Any, ...], dims: torch.Tensor) -> _qint8.QLinear:
-        """`modules`' weights, stacked, as a `QLinear` with `dims` in fp32 (saved when remembered)."""
-        def build() -> _qint8.QLinear:
-            weights = [m.weight.detach() for m in modules]
-            weight = torch.cat(weights) if len(weights) > 1 else weights[0]  # one: its own pages, no copy
-            return _qint8.QLinear(weight, dims)
-
-        if not self._remember:
-            return build()
-        return _machine.remembered(self._key(modules), build, _qint8.QLinear.state, _qint8.QLinear.restore,
-                                   lambda state: self._fits(state, modules, dims))
+        """`modules`' weights, stacked, as a `QLinear` with `dims` in fp32."""
+        weights = [m.weight.detach() for m in modules]
+        weight = torch.cat(weights) if len(weights) > 1 else weights[0]  # one: its own pages, no copy
+        return _qint8.QLinear(weight, dims)
 
     def _adopt(self, modules: tuple[Any, ...], q: _qint8.QLinear) -> _qint8.QLinear:
         self._q[id(modules[0])] = q

@@ -142,6 +142,21 @@ class QLinear:
             release(rows)
         return self
 
+    @staticmethod
+    def states(forms: list["QLinear"]) -> dict[str, torch.Tensor]:
+        """Several forms' `state()` as one dict, form i's tensors as "i.<name>" (one file for all)."""
+        return {f"{i}.{name}": t for i, form in enumerate(forms) for name, t in form.state().items()}
+
+    @staticmethod
+    def parts(saved: dict[str, torch.Tensor], count: int) -> list[dict[str, torch.Tensor]]:
+        """`states`' dict back into `count` states (empty where a form is missing)."""
+        out: list[dict[str, torch.Tensor]] = [{} for _ in range(count)]
+        for key, t in saved.items():
+            i, _, name = key.partition(".")
+            if i.isdigit() and int(i) < count:
+                out[int(i)][name] = t
+        return out
+
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(x with the fp32 dims zeroed, each row's largest remaining magnitude [n, 1])."""
         rest = x * self.rest

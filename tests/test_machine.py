@@ -135,33 +135,45 @@ def test_qint8_layers_restored_from_their_saved_rows_compute_the_same():
 def test_the_runners_qint8_layers_are_remembered_per_weights_and_calibration(remember, tiny_dir, monkeypatch):
     # A second runner on the same files and calibration prompt reads every int8 form back (no
     # layer quantized, no calibration pass) and computes the same; other weights build their own.
+    # All of a runner's forms are one file, and only the 4 most recently used weights keep theirs.
     from extractkit import _gemma3, _qint8
     from extractkit._gemma import GemmaRunner
 
     calibration, prompt = list(range(3, 40)), torch.tensor([[2, 40, 41, 42, 43, 44, 45, 46]])
+    layers = remember / "layers"
 
     def hidden(model) -> torch.Tensor:
         runner = GemmaRunner(model, numerics="qint8")
         runner.calibrate(calibration)
         return runner.forward(runner.new_cache(1, 16), slice(0, 1), prompt, torch.tensor([0]))
 
+    def adapter(n: int):
+        model = _gemma3.load(tiny_dir)
+        model.source += f"; merged with adapter {n}"
+        return model
+
     first = hidden(_gemma3.load(tiny_dir))
     forms = 4 * _gemma3.load(tiny_dir).config.num_hidden_layers  # q+k+v, o, gate+up, down a layer
-    assert len(list(remember.glob("*.safetensors"))) == forms
+    assert len(list(layers.glob("*.safetensors"))) == 1
+    assert not list(remember.glob("*.safetensors"))
     quantized, build = [], _qint8.QLinear.__init__
     monkeypatch.setattr(_qint8.QLinear, "__init__", lambda self, *a, **k: quantized.append(1) or build(self, *a, **k))
     forwards, forward = [], GemmaRunner.forward
     monkeypatch.setattr(GemmaRunner, "forward", lambda self, *a, **k: forwards.append(1) or forward(self, *a, **k))
     assert torch.equal(hidden(_gemma3.load(tiny_dir)), first)
     assert not quantized and len(forwards) == 1  # only the prompt's own pass
-    other = _gemma3.load(tiny_dir)
-    other.source += "; merged with another adapter"
-    hidden(other)
+    hidden(adapter(1))
     assert len(quantized) == forms
-    assert len(list(remember.glob("*.safetensors"))) == 2 * forms
+    assert len(list(layers.glob("*.safetensors"))) == 2
     uncalibrated = GemmaRunner(_gemma3.load(tiny_dir), numerics="qint8")  # no calibration: nothing to name it by
     uncalibrated.forward(uncalibrated.new_cache(1, 16), slice(0, 1), prompt, torch.tensor([0]))
-    assert len(list(remember.glob("*.safetensors"))) == 2 * forms
+    assert len(list(layers.glob("*.safetensors"))) == 2
+    for n in range(2, 6):
+        hidden(adapter(n))
+    assert len(list(layers.glob("*.safetensors"))) == 4
+    del quantized[:]
+    hidden(adapter(5))  # among the 4 kept: read back
+    assert not quantized
 
 
 def test_llguidance_token_bytes_are_remembered_per_tokenizer_file(remember, tiny_dir, monkeypatch):

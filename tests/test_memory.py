@@ -200,3 +200,35 @@ def test_large_allocations_get_their_own_mapping_unless_the_user_chose(tmp_path)
     run = subprocess.run([sys.executable, "-c", _THRESHOLD_PROBE], env=chosen, capture_output=True, text=True,
                          check=True)
     assert run.stdout.split() == ["False", "True"]  # the user's 64 MB threshold stands: heap
+
+
+def test_llguidance_masks_with_our_one_slice_equal_the_default_slices(tiny_parts):
+    """`SLICES` (one of llguidance's four, chosen for a faster cold start) changes no mask."""
+    llguidance = pytest.importorskip("llguidance")
+    from pydantic import BaseModel
+
+    from extractkit._constraint import new_bitmask
+    from extractkit._grammars.llguidance import SLICES, LLGuidanceEngine
+    from extractkit._surface import build_surface
+
+    class Note(BaseModel):
+        title: str
+        body: str | None
+        total: float | None
+
+    _, tokenizer = tiny_parts
+    vocab = len(tokenizer)
+    assert set(SLICES) < set(llguidance.LLTokenizer.general_slices())
+    ours = LLGuidanceEngine(tokenizer, vocab).tokenizer
+    default = ours.with_slices(llguidance.LLTokenizer.general_slices())
+    grammar = llguidance.LLMatcher.grammar_from_regex(build_surface(Note.model_json_schema()).regex)
+    answer = '{"title":"Invoice INV-7, due 5 March 2024 - paid in full","body":"  spaces \\t ünï","total":1342.1}'
+    ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    matchers = [llguidance.LLMatcher(t, grammar) for t in (ours, default)]
+    masks = new_bitmask(2, vocab)
+    for token in ids:
+        for row, matcher in enumerate(matchers):
+            matcher.unsafe_compute_mask_ptr(masks[row].data_ptr(), masks[row].numel() * 4)
+            assert matcher.consume_token(token), matcher.get_error()
+        assert torch.equal(masks[0], masks[1])
+    assert all(m.is_accepting() for m in matchers)

@@ -9,6 +9,15 @@ from typing import Any
 
 import llguidance
 
+# llguidance precomputes "slices" of the vocabulary (every token a simple string regex allows)
+# so a mask inside a JSON string is a copy, not a walk of the token trie. Its default four cost
+# ~0.7 s of a 2-core cold start on Gemma's 262k tokens. Our grammars' strings are compact JSON
+# with a length cap ({0,120}-style), where only the 1-30 character slice applies until the last
+# 30 characters: on 40 SROIE gold answers (3,232 masks) this one slice builds in 0.9-1.1 s
+# against 1.5-1.7 s with the masks as fast (0.11-0.12 ms, none over 1 ms); with no slice at
+# all the masks take 3.0-3.6 ms (docs/performance.md). Masks are exact whatever the slices.
+SLICES = [r'[^"\\\x00-\x1F\x7F]{1,30}']
+
 
 @dataclass
 class _Matcher:
@@ -60,16 +69,17 @@ class LLGuidanceEngine:
             # each token's bytes and our tokenizer as the encoder gives the same tables
             # (tests/test_memory.py compares them, on Gemma too) for ~1 MB.
             wrapper = llguidance.TokenizerWrapper(_Encoder(backend, tokens, hf_tokenizer))
-            self.tokenizer = llguidance.LLTokenizer(wrapper, n_vocab=vocab_size, eos_token=self.eos_token_id)
+            self.tokenizer = llguidance.LLTokenizer(wrapper, n_vocab=vocab_size, eos_token=self.eos_token_id,
+                                                    slices=SLICES)
         elif backend is not None and backend.padding is None and backend.truncation is None:
             # What llguidance.hf.from_tokenizer does, minus its defensive copy of the
             # Rust tokenizer (to clear padding/truncation, which are unset here).
             self.tokenizer = llguidance.LLTokenizer(backend.to_str(), n_vocab=vocab_size,
-                                                    eos_token=self.eos_token_id)
+                                                    eos_token=self.eos_token_id, slices=SLICES)
         else:
             from llguidance.hf import from_tokenizer
 
-            self.tokenizer = from_tokenizer(hf_tokenizer, n_vocab=vocab_size)
+            self.tokenizer = from_tokenizer(hf_tokenizer, n_vocab=vocab_size, slices=SLICES)
 
     def compile(self, regex: str) -> _Compiled:
         grammar = llguidance.LLMatcher.grammar_from_regex(regex)
