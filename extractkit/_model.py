@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import _spm
 from ._errors import ModelLoadError
 
 BASE_MODEL = "gemma-3-270m"
@@ -92,6 +93,7 @@ def convert_base_model(target: Path) -> Path:
             out = tmp / "checkpoint"
             model.save_pretrained(out)
             tokenizer.save_pretrained(out)
+            _spm.write(out)  # its SentencePiece form: a 0.15 s load instead of 2.5 s (`_spm.py`)
             (out / _DONE_MARK).write_text(json.dumps(
                 {"base": BASE_MODEL, "gguf_sha256": GGUF_SHA256, "created": time.time()}))
             bar.update(1)

@@ -33,6 +33,40 @@ def build_tokenizer(vocab_size: int = 512):
                                    pad_token="<pad>", unk_token="<unk>")
 
 
+def build_sentencepiece_style_tokenizer(folder: Path, vocab_size: int = 400) -> Path:
+    """A small tokenizer with Gemma's layout (tokenizer.json + tokenizer_config.json in `folder`).
+
+    The way transformers converts a SentencePiece BPE model, which is how Gemma's came to be:
+    byte-fallback pieces, " " written as "\u2581", and as merges every pair of pieces whose
+    concatenation is a piece, ranked by that piece's id. Pieces are learned on the corpus.
+    """
+    import json
+
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    learner = Tokenizer(models.BPE(unk_token="<unk>"))
+    learner.normalizer = normalizers.Replace(" ", "\u2581")
+    learner.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="never")  # word-sized pieces
+    learner.train_from_iterator(_CORPUS * 20, trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False))
+    learned = sorted(learner.get_vocab().items(), key=lambda kv: kv[1])
+    pieces = SPECIALS + ["<start_of_turn>", "<table>"] + [f"<0x{b:02X}>" for b in range(256)]
+    pieces += [p for p, _ in learned if p not in pieces and p != "<unk>"]
+    vocab = {p: i for i, p in enumerate(pieces)}
+    merges = sorted(((p[:k], p[k:]) for p in pieces[len(SPECIALS) + 2:] for k in range(1, len(p))
+                     if p[:k] in vocab and p[k:] in vocab), key=lambda m: (vocab[m[0] + m[1]], vocab[m[0]], vocab[m[1]]))
+    tok = Tokenizer(models.BPE(vocab, merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.Replace(" ", "\u2581")
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in SPECIALS + ["<start_of_turn>"]])
+    tok.add_tokens([AddedToken("<table>", normalized=False, special=False)])
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
+    folder.mkdir(parents=True, exist_ok=True)
+    tok.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>"}))
+    return folder
+
+
 def build_model(vocab_size: int, seed: int = 0):
     import torch
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig

@@ -108,12 +108,13 @@ def test_head_and_runner_read_rows_from_the_checkpoint_file(tiny_dir):
     assert torch.equal(head._gather(ids), runner.head.index_select(0, ids))
 
 
-def llguidance_tables(hf_tokenizer, vocab: int):
+def llguidance_tables(hf_tokenizer, vocab: int, tokenizer_json: str | None = None):
+    """Ours, and llguidance's own from the tokenizer JSON (by default the tokenizer's own)."""
     llguidance = pytest.importorskip("llguidance")
     from extractkit._grammars.llguidance import LLGuidanceEngine
 
     ours = LLGuidanceEngine(hf_tokenizer, vocab).tokenizer
-    reference = llguidance.LLTokenizer(hf_tokenizer.backend_tokenizer.to_str(), n_vocab=vocab,
+    reference = llguidance.LLTokenizer(tokenizer_json or hf_tokenizer.backend_tokenizer.to_str(), n_vocab=vocab,
                                        eos_token=hf_tokenizer.eos_token_id)
     return ours, reference
 
@@ -143,9 +144,14 @@ def test_llguidance_tables_from_token_bytes_equal_the_json_route(tiny_parts):
 
 @pytest.mark.real_model
 def test_llguidance_tables_equal_the_json_route_on_gemma(real_extractor):
+    # The default route's tokenizer is the SentencePiece form (`_spm.py`): tables from its pieces
+    # must equal llguidance's own from Gemma's tokenizer.json.
+    from extractkit._model import checkpoint_path
+
     tokenizer = real_extractor.backend.tokenizer
     vocab = real_extractor.backend.vocab_size
-    ours, reference = llguidance_tables(tokenizer, vocab)
+    tokenizer_json = (checkpoint_path(None) / "tokenizer.json").read_text(encoding="utf-8")
+    ours, reference = llguidance_tables(tokenizer, vocab, tokenizer_json)
     assert_same_tables(ours, reference, vocab, TEXTS)
 
 

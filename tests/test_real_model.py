@@ -92,21 +92,26 @@ def test_cached_base_tokenizer_equals_transformers_own_load():
 
 
 def test_the_fast_paths_tokenizer_encodes_and_decodes_like_transformers():
-    # The fast engine loads the cached base's tokenizer without transformers (`_tokenizer.py`): on
-    # real receipts, the prompts and Gemma's special and byte-fallback tokens it must be the same.
+    # The fast engine loads the cached base's tokenizer without transformers (`_tokenizer.py`), as
+    # a SentencePiece model (`_spm.py`): on real receipts and their answers, the prompts and
+    # Gemma's special and byte-fallback tokens it must be the same.
     import random
 
     from extractkit._model import checkpoint_path, load_tokenizer
     from extractkit._prompt import calibration_prompt, render_prompt
     from extractkit._tokenizer import TextTokenizer
 
+    from extractkit._spm import SpmBackend
+
     path = checkpoint_path(None)
     light, full = load_tokenizer(path, light=True), load_tokenizer(path)
     assert isinstance(light, TextTokenizer) and len(light) == len(full)
+    assert isinstance(light.backend_tokenizer, SpmBackend)  # Gemma's SentencePiece form (`_spm.py`)
     assert [light.bos_token_id, light.eos_token_id, light.pad_token_id, light.unk_token_id] == \
         [full.bos_token_id, full.eos_token_id, full.pad_token_id, full.unk_token_id]
     dev = Path(__file__).resolve().parents[1] / "finetune" / "data" / "sroie" / "dev.jsonl"
-    texts = [json.loads(line)["text"] for line in dev.read_text().splitlines()[:60]]
+    rows = [json.loads(line) for line in dev.read_text().splitlines()]
+    texts = [row["text"] for row in rows[:60]] + [json.dumps(row["output"], ensure_ascii=False) for row in rows[:60]]
     texts += [calibration_prompt(), render_prompt(texts[0], Invoice),
               "<start_of_turn>user\n\t\u00a0½ 東京 🙂\r\n\n\n   x", ""]
     rng = random.Random(0)

@@ -116,11 +116,11 @@ def token_bytes(backend: Any, vocab_size: int) -> list[bytes] | None:
     fallback). Added tokens are spelled as written. Ids past the tokenizer's
     vocabulary (a padded embedding) get no bytes.
     """
-    decoder = json.loads(backend.decoder.__getstate__()) if backend.decoder is not None else {}
-    if decoder.get("type") == "ByteLevel":
+    layout = getattr(backend, "layout", None) or _layout(backend)  # an `_spm.SpmBackend` says it
+    if layout == "byte-level":
         table = _byte_level_table()
         spell = lambda piece: bytes(table[c] for c in piece)  # noqa: E731
-    elif decoder.get("type") == "Sequence" and decoder.get("decoders") == _SENTENCEPIECE_DECODER:
+    elif layout == "sentencepiece":
         spell = _sentencepiece_bytes
     else:
         return None
@@ -140,6 +140,16 @@ def token_bytes(backend: Any, vocab_size: int) -> list[bytes] | None:
             except KeyError:
                 return None  # a character outside the byte alphabet: not the layout we thought
     return out
+
+
+def _layout(backend: Any) -> str | None:
+    """Which of the two spellings a `tokenizers.Tokenizer`'s decoder shows, if either."""
+    decoder = json.loads(backend.decoder.__getstate__()) if backend.decoder is not None else {}
+    if decoder.get("type") == "ByteLevel":
+        return "byte-level"
+    if decoder.get("type") == "Sequence" and decoder.get("decoders") == _SENTENCEPIECE_DECODER:
+        return "sentencepiece"
+    return None
 
 
 def remembered_token_bytes(backend: Any, vocab_size: int, source: str) -> list[bytes] | None:
