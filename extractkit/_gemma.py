@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import _int8, _machine, _qint8
+from . import _int8, _lora, _machine, _qint8
 from ._gemma3 import apply_rotary_pos_emb
 from ._kvcache import KVCache, attention_views
 from ._numerics import NUMERICS, choose_numerics, fp32_linear, layer_groups, layer_shapes, low_precision
@@ -72,6 +72,8 @@ class GemmaRunner:
             numerics = _machine.choice(f"numerics {device.type} {shapes}", lambda: choose_numerics(device, shapes))
         if numerics == "qint8" and not _qint8.available(self.head.device):
             raise RuntimeError("numerics='qint8' needs torch's fbgemm backend on an x86 CPU")
+        if not (numerics == "qint8" and own_weights):
+            _lora.merge_pending(hf_model)  # these read the fp32 projections (qint8 may restore forms instead)
         self.numerics = numerics
         self._low: dict[int, tuple[torch.Tensor, ...]] = {}  # id(Linear) -> (bf16 weight,) or (int8, scales)
         self._q: dict[int, _qint8.QLinear] = {}  # qint8: id(first Linear) -> the int8 x int8 form, built at first call
@@ -151,6 +153,7 @@ class GemmaRunner:
         def restore(saved: dict) -> GemmaRunner:
             for group, part in zip(groups, _qint8.QLinear.parts(saved, len(groups))):
                 self._adopt(group, _qint8.QLinear.restore(part))
+            _lora.drop_pending(self.hf)  # forms of the merged weights: the fp32 ones are released unmerged
             return self
 
         def fits(saved: dict) -> bool:
@@ -169,6 +172,7 @@ class GemmaRunner:
 
     def _quantized(self, modules: tuple[Any, ...], dims: torch.Tensor) -> _qint8.QLinear:
         """`modules`' weights, stacked, as a `QLinear` with `dims` in fp32."""
+        _lora.merge_pending(self.hf)  # a pending LoRA is added before any weight is read
         weights = [m.weight.detach() for m in modules]
         weight = torch.cat(weights) if len(weights) > 1 else weights[0]  # one: its own pages, no copy
         return _qint8.QLinear(weight, dims)

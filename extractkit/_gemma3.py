@@ -195,6 +195,8 @@ class Gemma3ForCausalLM(nn.Module):
         # adapter merge fill it in): names these exact weights for what is derived from them
         # and remembered across processes (`_gemma.GemmaRunner`'s int8 layers).
         self.source = ""
+        # A LoRA's factors not yet added to the projections (`_lora.merge_plain_lora(defer=True)`).
+        self.pending_lora: list | None = None
 
     def get_output_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens  # tied: the head is the embedding's [vocab, hidden] weight

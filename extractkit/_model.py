@@ -225,13 +225,15 @@ def resolve_adapter(model: str | os.PathLike | None, adapter: str | os.PathLike 
 
 
 def load_weights(path: Path, *, adapter: str | os.PathLike | None = None, device: str | None = None,
-                 dtype: str = "float32", light: bool = False) -> Any:
+                 dtype: str = "float32", light: bool = False, defer_adapter: bool = False) -> Any:
     """The causal LM at `path`, with an optional LoRA adapter merged in, in eval mode.
 
     `light=True` (the fast engine's load) builds extractkit's own Gemma 3 modules
     (`_gemma3.py`) where they implement the checkpoint and the adapter is a plain
     LoRA, without importing transformers' modeling code (~2.2 s); otherwise, and
-    always with `light=False`, it is transformers' model.
+    always with `light=False`, it is transformers' model. `defer_adapter=True` (with
+    `light`, for a model only `_gemma.GemmaRunner` will run) leaves the LoRA's additions
+    pending on the model (`_lora.merge_pending`), for the runner to do or skip.
     """
     import torch
 
@@ -242,7 +244,7 @@ def load_weights(path: Path, *, adapter: str | os.PathLike | None = None, device
     map_large_allocations()  # before the weights and caches are allocated
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if light:
-        model = _load_light(path, adapter, device, getattr(torch, dtype))
+        model = _load_light(path, adapter, device, getattr(torch, dtype), defer_adapter)
         if model is not None:
             return model
     from transformers import AutoModelForCausalLM
@@ -260,7 +262,7 @@ def load_weights(path: Path, *, adapter: str | os.PathLike | None = None, device
     return hf_model.to(device).eval()
 
 
-def _load_light(path: Path, adapter: str | os.PathLike | None, device: str, dtype: Any) -> Any:
+def _load_light(path: Path, adapter: str | os.PathLike | None, device: str, dtype: Any, defer: bool = False) -> Any:
     """`_gemma3`'s model with the adapter merged, or None where transformers' must load it."""
     from . import _gemma3, _machine
 
@@ -277,7 +279,7 @@ def _load_light(path: Path, adapter: str | os.PathLike | None, device: str, dtyp
         check_manifest(Path(adapter), base_identity(path))
         _check_adapter_folder(Path(adapter))
         try:
-            if not merge_plain_lora(model, Path(adapter)):
+            if not merge_plain_lora(model, Path(adapter), defer=defer):
                 return None  # not a plain LoRA: peft merges it, into transformers' model
         except Exception as exc:
             raise ModelLoadError(f"cannot apply the adapter at {adapter}: {exc}") from exc

@@ -76,7 +76,10 @@ class TransformersBackend:
         # built while the weights load: cold start pays the longer of the two.
         with ThreadPoolExecutor(max_workers=1) as pool:
             tables = pool.submit(load_engine, engine, tokenizer, vocab_size)
-            hf_model = load_weights(path, adapter=adapter, device=device, dtype=dtype, light=decoder == "fast")
+            # Only the fast engine's runner will run this model: it adds the LoRA itself, or skips
+            # it where remembered qint8 forms of the merged weights replace them (`_lora.py`).
+            hf_model = load_weights(path, adapter=adapter, device=device, dtype=dtype, light=decoder == "fast",
+                                    defer_adapter=decoder == "fast")
             built = tables.result()
         from ._pages import trim
 

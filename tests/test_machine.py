@@ -225,3 +225,62 @@ def test_a_prompt_prefix_is_remembered_per_weights_numerics_and_ids(remember, ti
     for n in range(20):
         runner().prefilled(ids[: 10 + n])
     assert len(list(prefixes.glob("*.safetensors"))) == 16
+
+
+def random_lora(folder, model, r: int = 4, seed: int = 3):
+    """A plain LoRA adapter folder (peft's file layout) on every projection of `model`."""
+    import json
+
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    state = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            state[f"base_model.model.{name}.lora_A.weight"] = torch.randn(r, module.in_features) * 0.1
+            state[f"base_model.model.{name}.lora_B.weight"] = torch.randn(module.out_features, r) * 0.1
+    folder.mkdir()
+    save_file(state, str(folder / "adapter_model.safetensors"))
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": r, "lora_alpha": 8}))
+    return folder
+
+
+def test_a_deferred_lora_is_merged_before_use_and_skipped_under_remembered_qint8_forms(remember, tiny_dir,
+                                                                                       tmp_path, monkeypatch):
+    # The fast engine's load leaves the LoRA pending (`_lora.py`): every runner computes what one
+    # on the eagerly merged weights does, and a qint8 runner that reads its forms back never adds it.
+    from extractkit import _gemma3, _lora
+    from extractkit._gemma import GemmaRunner
+    from extractkit._model import load_weights
+
+    adapter = random_lora(tmp_path / "adapter", _gemma3.load(tiny_dir))
+    eager = load_weights(tiny_dir, adapter=adapter, light=True)
+    deferred = load_weights(tiny_dir, adapter=adapter, light=True, defer_adapter=True)
+    base = _gemma3.load(tiny_dir)
+    assert eager.pending_lora is None and len(deferred.pending_lora) == 4 * 2 + 3 * 2  # 7 projections, 2 layers
+    assert all(torch.equal(p, q) for p, q in zip(deferred.parameters(), base.parameters()))
+    calibration, prompt = list(range(3, 40)), torch.tensor([[2, 40, 41, 42, 43, 44, 45, 46]])
+
+    def hidden(model, numerics: str, own: bool) -> torch.Tensor:
+        runner = GemmaRunner(model, numerics=numerics, own_weights=own)
+        runner.calibrate(calibration)
+        return runner.forward(runner.new_cache(1, 16), slice(0, 1), prompt, torch.tensor([0]))
+
+    def load() -> torch.nn.Module:
+        return load_weights(tiny_dir, adapter=adapter, light=True, defer_adapter=True)
+
+    for numerics in ("fp32", "bf16"):
+        assert torch.equal(hidden(load(), numerics, True), hidden(eager, numerics, False)), numerics
+    reference = hidden(load_weights(tiny_dir, adapter=adapter, light=True), "qint8", True)
+    assert not torch.equal(reference, hidden(_gemma3.load(tiny_dir), "qint8", True))  # the LoRA matters
+    merges, merge = [], _lora.merge_pending
+    monkeypatch.setattr(_lora, "merge_pending", lambda m: merges.append(bool(m.pending_lora)) or merge(m))
+    model = load()
+    assert torch.equal(hidden(model, "qint8", True), reference)  # forms read back: the LoRA never added
+    assert model.pending_lora is None and not any(merges)
+    (remember / "layers").rename(remember / "forgotten")
+    assert torch.equal(hidden(load(), "qint8", True), reference)  # forms built: from the merged weights
+    assert any(merges)
+    merges.clear()
+    assert torch.equal(hidden(load(), "qint8", False), reference)  # the model stays usable: merged at once
+    assert merges[0]
