@@ -37,7 +37,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from extractkit import ExtractConfig, Extractor
-    from extractkit import _gemma, _head, _qint8
+    from extractkit import _gemma, _qint8, _screens
     from extractkit._schema import load_schema
 
     lines = (REPO / "finetune/data/sroie/dev.jsonl").read_text().splitlines()
@@ -76,7 +76,7 @@ def main() -> None:
     timed(fast, "_allowed", "grammar: allowed ids")
     timed(_gemma, "_attend", lambda q, *a: "attention (in passes)" + (", prefill" if q.shape[2] > 8 else ""))
     # Whatever screen the head ends up with (a batch may replace the warm-up's one-row copy).
-    timed(_head._Screen, "logits", "head: screen pass (in pick)")
+    timed(_screens.Screen, "logits", "head: screen pass (in pick)")
     timed(_qint8.QInt8Screen, "logits", "head: screen pass (in pick)")
     timed(fast.head, "_pick_small", "head: a few allowed (in pick)")
     timed(fast.head, "_rescore_rows", "head: batched proof (in pick)")

@@ -81,7 +81,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from extractkit._head import _OUTPUT, _Screen
+    from extractkit._screens import OUTPUT as _OUTPUT
+    from extractkit._screens import Screen as _Screen
     from extractkit._qint8 import QInt8Screen
 
     hidden, weight = capture(args.docs)

@@ -32,37 +32,19 @@ warms up on one document still screens its batches with the batch answer
 with the one-row answer, "off", against 35.1 s with qint8's); the new copy
 replaces the old one (one copy in memory, never two).
 
-Memory: a head loaded from a safetensors checkpoint is a file mapping. The
-screen copy is built a slice at a time and each fp32 slice's pages are handed
-back (`_pages.release`) once read, so screening keeps ~270 MB (qint8: the
-packed int8 part and its 128 fp32 columns), 168 MB (int8) or 335 MB
-(bf16) resident instead of the 671 MB fp32 head; afterwards only rescored and
-gathered rows come back.
-
-The bounds, per token t with fp32 row w, hidden h (640 values) and screen
-value s, with u = 2^-8 the unit roundoff of bf16 (h is rounded to bf16 for
-both kernels, and both round their fp32 sum to bf16):
-- bf16 copy: rounding w and h moves each product by at most (2u + u^2)|w_i h_i|,
-  fp32 accumulation adds far less than 1% of that, and rounding the sum moves
-  it by at most u|sum|: |s - w.h| <= 2^-7 * 1.1 * |w| |h| + 1.01 u |s|.
-- int8 copy q with scale c (the kernel computes sum_i bf16(h_i) * (q_i c)):
-  with D the largest |w_i - q_i c| over the head, measured when it is built,
-  and |q c| <= N' (largest dequantized row norm), |s - w.h| <= 1.01 (u N' |h| +
-  D |h|_1) + 1.01 u |s|.
-- qint8: its own bound, in `_qint8.py`.
-With N the largest row norm, every token outside the candidates scores at most
-x + (that bound at x) where x is the best screen value outside them.
+The copies, their error bounds and the choice between them: `_screens.py`
+(qint8's: `_qint8.py`).
 """
 
 from __future__ import annotations
 
-import time
 from typing import Sequence
 
 import torch
 
-from . import _int8, _machine, _qint8
+from . import _machine, _qint8, _screens
 from ._pages import FileRows, is_file_backed, release
+from ._screens import OUTPUT, SLICE
 
 SMALL = 4096    # at most this many allowed tokens: gather their head rows instead of the full matmul
 SCREEN = 32     # candidates the screen hands to the exact fp32 rescoring
@@ -71,87 +53,7 @@ SCREENS = ("auto", "qint8", "int8", "bf16", "off")
 # pages back (~2 ms each). Counted in rows, not picks: at batch 16 one pick reads ~500 rows.
 _RELEASE_ROWS = 256
 _NEAR_TRIES = 64  # open-ended rows a screen's near-top proof is tried on before its record decides
-_SLICE = 16384  # head rows per slice when the whole fp32 head must be read (10 MB of hidden 640)
 _BLOCK = 256    # vocabulary block `_top` ranks by its largest value (fastest of 256..2048 at 16 rows)
-_CHUNK = 512    # rows the screen copy is computed on at a time (1.3 MB of fp32: stays in cache)
-_U = 2.0 ** -8                 # bf16's unit roundoff
-_PRODUCT = 2.0 ** -7 * 1.1     # bf16 copy: bf16 rounding of both factors, plus fp32 accumulation slack
-_OUTPUT = _U * 1.01            # bf16 rounding of the screened sum
-_SLACK = 1.05                  # int8 copy: fp32 accumulation (ours and the reference's) and scale products
-
-
-class _Screen:
-    """A low-precision copy of the head, built slice by slice, with its error bound."""
-
-    def __init__(self, kind: str, weight: torch.Tensor, rows: slice | None = None):
-        self.kind = kind
-        weight = weight if rows is None else weight[rows]
-        n = weight.shape[0]
-        self.copy = torch.empty(weight.shape, dtype=torch.bfloat16 if kind == "bf16" else torch.int8,
-                                device=weight.device)
-        self.scales = torch.empty(n, dtype=torch.bfloat16, device=weight.device) if kind == "int8" else None
-        # Largest row norm (dequantized for int8); int8's largest |w - q c| and largest row norm of w - q c.
-        self.norm = self.error = self.error_norm = 0.0
-        for start in range(0, n, _SLICE):
-            part = weight[start:start + _SLICE]
-            # In cache-sized chunks: the int8 copy takes ~10 passes over each row, which cost
-            # 2.6 s over the whole head when every pass went to memory and 4x less from cache.
-            for lo in range(0, len(part), _CHUNK):
-                self._fill(slice(start + lo, start + min(lo + _CHUNK, len(part))), part[lo:lo + _CHUNK])
-            release(part)
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """The copy and its bound's numbers, to save (`_machine.tensors`) and `restore`."""
-        saved = {"copy": self.copy, "bounds": torch.tensor([self.norm, self.error, self.error_norm],
-                                                          dtype=torch.float64)}
-        return saved if self.scales is None else {**saved, "scales": self.scales}
-
-    @classmethod
-    def restore(cls, kind: str, saved: dict[str, torch.Tensor]) -> "_Screen":
-        screen = cls.__new__(cls)
-        screen.kind, screen.copy, screen.scales = kind, saved["copy"], saved.get("scales")
-        screen.norm, screen.error, screen.error_norm = (float(x) for x in saved["bounds"])
-        return screen
-
-    def matches(self, rows: FileRows) -> bool:
-        """Whether a saved copy is this head's: a few rows built again from the weights agree."""
-        n = rows.shape[0]
-        if tuple(self.copy.shape) != rows.shape or (self.kind == "int8") != (self.scales is not None):
-            return False
-        ids = torch.tensor(sorted({0, n // 3, n // 2, n - 1}))
-        fresh = _Screen(self.kind, rows.gather(ids))
-        same = torch.equal(fresh.copy, self.copy[ids])
-        return same and (self.scales is None or torch.equal(fresh.scales, self.scales[ids]))
-
-    def _fill(self, rows: slice, part: torch.Tensor) -> None:
-        if self.kind == "bf16":
-            self.copy[rows] = part
-            self.norm = max(self.norm, float(part.norm(dim=1).max()))
-            return
-        q, scale = _int8.quantize(part)
-        dequantized = q.float() * scale.float()[:, None]
-        self.copy[rows], self.scales[rows] = q, scale
-        self.norm = max(self.norm, float(dequantized.norm(dim=1).max()))
-        error = dequantized - part
-        self.error = max(self.error, float(error.abs().max()))
-        self.error_norm = max(self.error_norm, float(error.norm(dim=1).max()))
-
-    def logits(self, hidden: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Screen values [n, rows] of hidden [n, d] against every row, or only rows `ids`."""
-        copy = self.copy if ids is None else self.copy.index_select(0, ids)
-        if self.kind == "bf16":
-            return torch.nn.functional.linear(hidden.to(torch.bfloat16), copy).float()
-        scales = self.scales if ids is None else self.scales.index_select(0, ids)
-        return _int8.matmul(hidden, copy, scales)
-
-    def bound(self, hidden: torch.Tensor, value: float) -> float:
-        """How far above its screen value `value` a token's fp32 score can be, for this hidden row."""
-        if self.kind == "bf16":
-            return _OUTPUT * abs(value) + _PRODUCT * self.norm * float(hidden.norm())
-        norm = float(hidden.norm())
-        # sum_i h_i (q_i c - w_i) is at most D |h|_1 and (Cauchy-Schwarz) |q c - w| |h|: take the smaller.
-        quantized = min(self.error * float(hidden.abs().sum()), self.error_norm * norm)
-        return _OUTPUT * abs(value) + _SLACK * (_U * self.norm * norm + quantized)
 
 
 class Head:
@@ -165,7 +67,7 @@ class Head:
         # Screening is a low-precision shortcut to an fp32 answer; a head that is not fp32 is used as is.
         self.screen = screen if weight.dtype == torch.float32 else "off"
         self._asking = self.screen == "auto"  # measured answers, until the batch question is asked
-        self._copy: _Screen | _qint8.QInt8Screen | None = None
+        self._copy: _screens.Screen | _qint8.QInt8Screen | None = None
         # Only a memory-mapped head has pages to hand back; an in-memory one is never scanned.
         self._mapped = is_file_backed(weight)
         # Rescored and gathered rows are read from the file: mapping them would bring a 2 MB folio
@@ -211,7 +113,7 @@ class Head:
         batch = len(hidden) > 1  # the candidates differ (qint8 only for a batch): two questions
         if self._asking and (self.screen == "auto" or batch):
             answer = _machine.choice(f"head screen {tuple(self.weight.shape)} batch={batch}",
-                                     lambda: self._choose_screen(hidden))
+                                     lambda: _screens.choose(self.weight, hidden))
             self._asking = not batch  # the batch answer is final; the one-row answer holds until a batch
             if answer != self.screen:
                 self.screen, self._copy = answer, None  # built at its first use, the old copy freed
@@ -304,7 +206,7 @@ class Head:
         self._near[0] += 1
         slack = self._screen().bound(hidden, 0.0)
         top = float(values.max())
-        threshold = top - 3.0 * (slack + _OUTPUT * abs(top)) - 1e-6
+        threshold = top - 3.0 * (slack + OUTPUT * abs(top)) - 1e-6
         near = (values >= threshold).nonzero()[:, 0]
         if len(near) > self.small:
             return None
@@ -314,7 +216,7 @@ class Head:
         if not len(near):
             return None  # the top is all tokens the grammar forbids here
         best = float(values[near].max())
-        if threshold + _OUTPUT * abs(threshold) + slack >= best - _OUTPUT * abs(best) - slack:
+        if threshold + OUTPUT * abs(threshold) + slack >= best - OUTPUT * abs(best) - slack:
             return None
         self.stats["near"] += 1
         self._near[1] += 1
@@ -350,7 +252,7 @@ class Head:
             return winner  # every allowed token was rescored
         slack = self._screen().bound(hidden, 0.0)
         # s + 1.01 u |s| + slack >= best, for every token that could still win.
-        possible = values + _OUTPUT * values.abs() + slack >= best
+        possible = values + OUTPUT * values.abs() + slack >= best
         possible[top.indices] = False
         return self._settle(best, winner, int(possible.sum()), lambda: device_ids[possible], hidden, fallback)
 
@@ -384,8 +286,8 @@ class Head:
     def _full_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """fp32 logits of one row, a slice of the head at a time, each slice's pages released after."""
         parts = []
-        for start in range(0, self.weight.shape[0], _SLICE):
-            part = self.weight[start:start + _SLICE]
+        for start in range(0, self.weight.shape[0], SLICE):
+            part = self.weight[start:start + SLICE]
             parts.append(part @ hidden)
             release(part)
         return torch.cat(parts)
@@ -393,84 +295,8 @@ class Head:
     def _screen(self, hidden: torch.Tensor | None = None):
         """The screen copy, built at first use (the first open-ended pick passes its hidden states)."""
         if self._copy is None:
-            self._copy = self._build(self.screen, hidden=hidden)
+            self._copy = _screens.build(self.screen, self.weight, hidden=hidden, file_rows=self._rows)
         return self._copy
-
-    def _build(self, kind: str, rows: slice | None = None, hidden: torch.Tensor | None = None):
-        if kind == "qint8":
-            # Its fp32 dims: the largest of the first hidden states (Gemma's are the same few for
-            # every token; another choice would only loosen the bound, never break it).
-            dims = _qint8.fp32_dims(hidden)
-
-            if rows is not None or self._rows is None:
-                return _qint8.QInt8Screen(self.weight, dims, rows)
-            # One saved copy per head, taken when its dims are mostly these. Any dims keep the
-            # proof exact, but a copy whose dims are not this model's outliers has a looser bound
-            # and rescores far more (38 vs 12 s of picks in a batch); the first batches of real
-            # documents differ in their weakest 3-4 of 16 (five runs on the AVX2 EPYC), and keying
-            # the copy by its exact dims left a 178 MB file per run.
-            return _machine.remembered(f"head screen qint8 {self._rows.identity()}",
-                                       lambda: _qint8.QInt8Screen(self.weight, dims),
-                                       _qint8.QInt8Screen.tensors, _qint8.QInt8Screen.restore,
-                                       lambda saved: _close(saved["dims"], dims)
-                                       and _qint8.QInt8Screen.matches(saved, self.weight))
-        if rows is None and self._rows is not None:  # the whole head, from its checkpoint file
-            return _machine.remembered(f"head screen {kind} {self._rows.identity()}",
-                                       lambda: _Screen(kind, self.weight), _Screen.tensors,
-                                       lambda saved: _Screen.restore(kind, saved),
-                                       lambda saved: _Screen.restore(kind, saved).matches(self._rows))
-        return _Screen(kind, self.weight, rows)
-
-    def _choose_screen(self, hidden: torch.Tensor) -> str:
-        """Time fp32 against each screen over a slice of the head at 1 and 16 rows (once per machine:
-        `_pick_wide` remembers the answer, `_machine.choice`).
-
-        A slice (4 x `_SLICE` rows), not the whole head: reading all of a file-backed
-        fp32 head would bring its 671 MB back just to time it. Batch sizes matter:
-        on an AVX2 CPU bf16 beats fp32 at 1 row and loses at 16, int8 wins at both.
-        qint8 is a candidate only when the first open-ended pass is a batch (several
-        rows): it takes ~3 s to build and ~100 MB more than int8, which one document
-        at a time does not earn back (the first result would wait for it).
-        """
-        rows = slice(0, min(4 * _SLICE, self.weight.shape[0]))
-        fp32 = self.weight[rows]
-        one = hidden[:1]
-        batch = one.expand(16, -1).contiguous()
-        costs = {"off": self._time(lambda h: h @ fp32.T, one, batch)}
-        kinds = ("qint8", "int8", "bf16") if len(hidden) > 1 and _qint8.available(hidden.device) else ("int8", "bf16")
-        for kind in kinds:
-            try:
-                costs[kind] = self._time(self._build(kind, rows, hidden).logits, one, batch)
-            except RuntimeError:  # a kernel this build or device lacks
-                continue
-        release(fp32)
-        best = min(costs, key=costs.get)
-        # The rescoring costs a little: a screen must win clearly.
-        return best if costs[best] < 0.8 * costs["off"] else "off"
-
-    @staticmethod
-    def _time(run, one: torch.Tensor, batch: torch.Tensor) -> float:
-        """Seconds per row, summed over a 1-row and a 16-row call (each the fastest of 3, after a
-        first, untimed one). The answer is remembered for good (`_machine.choice`), so one slow
-        call must not decide it: a single timing once answered "off" on the AMX Xeon, where int8
-        measures 0.65x fp32 every time, and one-document decoding ran at 0.198 docs/s, not ~0.3."""
-        total = 0.0
-        for h in (one, batch):
-            run(h)  # first call: page faults and kernel selection
-            best = float("inf")
-            for _ in range(3):
-                start = time.perf_counter()
-                run(h)
-                best = min(best, time.perf_counter() - start)
-            total += best / len(h)
-        return total
-
-
-def _close(saved: torch.Tensor, wanted: torch.Tensor) -> bool:
-    """Whether a saved qint8 screen's fp32 dims are mostly the wanted ones (3 in 4 or more)."""
-    common = len(set(saved.tolist()) & set(wanted.tolist()))
-    return len(saved) == len(wanted) and 4 * common >= 3 * len(wanted)
-
 
 def _top(values: torch.Tensor, k: int, block: int = _BLOCK) -> torch.return_types.topk:
     """torch.topk(values, k, dim=1) for values [n, vocab], in a third of its time over 262k.
@@ -492,10 +318,10 @@ def _top(values: torch.Tensor, k: int, block: int = _BLOCK) -> torch.return_type
 
 
 def _reach(best: float, slack: float) -> float:
-    """The least screen value s with s + _OUTPUT |s| + slack >= best (s + _OUTPUT |s| grows with
+    """The least screen value s with s + OUTPUT |s| + slack >= best (s + OUTPUT |s| grows with
     s), rounded down: a token below it cannot beat `best` in fp32; rounding lets more through."""
     target = best - slack
-    s = target / (1 + _OUTPUT) if target >= 0 else target / (1 - _OUTPUT)
+    s = target / (1 + OUTPUT) if target >= 0 else target / (1 - OUTPUT)
     return s - 1e-6 * abs(s) - 1e-6
 
 

@@ -15,18 +15,20 @@ ones read it:
   workers starting together) still decode with the same numerics - one
   measuring under load no longer makes its outputs differ from its neighbour's.
 - `tensors(key, build)`: tensors derived from weights (the head's screen
-  copy; qint8 layers' int8 rows, ~0.5 s of quantizing) or from the tokenizer
-  file (llguidance's token bytes, ~0.5 s of spelling), or from both and the
-  machine (a schema prefix's keys and values, ~0.4 s of prefill; a group of
-  its own that keeps the 16 most recently used), saved as safetensors
-  and memory-mapped back. `key` must name the
+  copy; all qint8 layers' int8 rows as one file, ~0.5 s of quantizing, in a
+  group that keeps the 4 most recently used weights, since every fine-tuned
+  adapter is new weights) or from the tokenizer file (llguidance's token
+  bytes, ~0.5 s of spelling), or from both and the machine (a schema prefix's
+  keys and values, ~0.4 s of prefill; a group that keeps the 16 most recently
+  used), saved as safetensors and memory-mapped back. `key` must name the
   weights exactly (the head uses its checkpoint file's path, inode, size and
   mtime), and the caller's `accept` checks what was saved against the weights
   it has; a refused file is rebuilt and replaced.
 
 `EXTRACTKIT_REMEMBER=0` turns both off (measure and build in every process).
 To measure again, delete the `machine/` folder of the cache (`EXTRACTKIT_CACHE_DIR`,
-by default ~/.cache/extractkit).
+by default ~/.cache/extractkit); that also removes files versions before 2026-12-07 kept
+without bound (72 files of qint8 rows per weights at its top level, ~110 MB a set).
 """
 
 from __future__ import annotations

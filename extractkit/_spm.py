@@ -140,7 +140,10 @@ def load(folder: Path) -> SpmBackend | None:
     try:
         import sentencepiece
 
-        return SpmBackend(sentencepiece.SentencePieceProcessor(model_proto=(folder / MODEL).read_bytes()), facts)
+        processor = sentencepiece.SentencePieceProcessor(model_proto=(folder / MODEL).read_bytes())
+        if processor.get_piece_size() != facts["vocab"] + 1:  # an empty or foreign file parses too
+            return None
+        return SpmBackend(processor, facts)
     except (OSError, KeyError, ImportError, RuntimeError):
         return None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from extractkit import _screens
 from extractkit._head import SCREEN, SMALL, Head
 
 VOCAB, HIDDEN = 3 * SMALL, 64
@@ -101,7 +102,7 @@ def test_a_head_that_is_not_fp32_is_never_screened(weight):
 
 def test_int8_screen_bound_holds_for_every_token(weight):
     """The int8 copy's bound covers the real gap between screen and fp32 scores, row by row."""
-    from extractkit._head import _Screen
+    from extractkit._screens import Screen as _Screen
 
     screen = _Screen("int8", weight)
     assert screen.copy.dtype == torch.int8 and screen.error > 0
@@ -131,7 +132,7 @@ def test_auto_times_qint8_for_a_batch(weight, monkeypatch):
         timed.append(run)
         return 0.0 if isinstance(getattr(run, "__self__", None), QInt8Screen) else 1.0
 
-    monkeypatch.setattr(Head, "_time", staticmethod(cost))
+    monkeypatch.setattr(_screens, "_time", cost)
     head = Head(weight, eos=1, screen="auto")
     generator = torch.Generator().manual_seed(6)
     hidden = torch.randn(3, HIDDEN, generator=generator)
@@ -152,7 +153,7 @@ def test_a_head_warmed_on_one_row_asks_again_at_its_first_batch(weight, monkeypa
         owner = getattr(run, "__self__", None)
         return 0.0 if isinstance(owner, QInt8Screen) else 0.5 if getattr(owner, "kind", "") == "int8" else 1.0
 
-    monkeypatch.setattr(Head, "_time", staticmethod(cost))
+    monkeypatch.setattr(_screens, "_time", cost)
     head = Head(weight, eos=1, screen="auto")
     generator = torch.Generator().manual_seed(8)
     everything = torch.arange(VOCAB)
@@ -204,7 +205,8 @@ def test_the_near_proof_is_skipped_where_it_rarely_proves(weight):
 def test_reach_never_rules_out_a_token_the_bound_lets_through():
     """`_reach` replaces a pass of s + 1.01u|s| + slack >= best over 262k values by one threshold:
     every screen value below it must fail that test (in float64, and in the float32 the head uses)."""
-    from extractkit._head import _OUTPUT, _reach
+    from extractkit._head import _reach
+    from extractkit._screens import OUTPUT as _OUTPUT
 
     generator = torch.Generator().manual_seed(9)
     for _ in range(200):
@@ -260,7 +262,7 @@ def test_block_top_finds_the_same_values_as_topk(vocab):
 
 
 def test_a_saved_qint8_screen_is_taken_when_its_dims_are_mostly_these():
-    from extractkit._head import _close
+    from extractkit._screens import _close
 
     dims = torch.arange(16)
     assert _close(dims, torch.tensor(list(range(12)) + [20, 21, 22, 23]))

@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from extractkit import _machine
+from extractkit import _machine, _screens
 from extractkit._head import Head
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="FileRows reads /proc")
@@ -79,7 +79,7 @@ def test_the_head_screen_is_saved_per_file_and_checked(remember, tmp_path):
     # A saved copy that is not these weights' (here: another head's) is refused and rebuilt.
     (tmp_path / "other").mkdir()
     other = Head(file_backed(tmp_path / "other", 20000, 64, seed=7), eos=0, screen="int8")
-    wrong = other._build("int8")
+    wrong = _screens.build("int8", other.weight)
     assert not wrong.matches(restored._rows)
 
 

@@ -164,6 +164,8 @@ def test_a_changed_tokenizer_json_is_converted_again(spm_dir, tmp_path):
     os.utime(file, ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))
     assert _spm.load(folder) is None  # no longer the file it was converted from
     assert _spm.ensure(folder) is not None  # converted again
+    (folder / _spm.MODEL).write_bytes(b"")  # sentencepiece parses an empty model without a word
+    assert _spm.load(folder) is None
 
 
 def test_a_tokenizer_sentencepiece_would_split_differently_is_refused_once(tiny_dir, spm_dir, tmp_path, monkeypatch):
