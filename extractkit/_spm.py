@@ -115,8 +115,11 @@ def _identity(file: Path) -> list[int]:
 
 
 def ensure(folder: Path) -> SpmBackend | None:
-    """`load(folder)`, converting tokenizer.json first where that was never tried (once, ~8 s)."""
-    if _facts(folder) is None:
+    """`load(folder)`, converting tokenizer.json first where that was never tried (once, ~8 s).
+
+    A folder this process cannot write (a read-only shared cache) is not converted: every
+    process would pay the conversion and then parse tokenizer.json anyway."""
+    if _facts(folder) is None and os.access(folder, os.W_OK):
         write(folder)
     return load(folder)
 

@@ -187,4 +187,9 @@ def test_a_tokenizer_sentencepiece_would_split_differently_is_refused_once(tiny_
     assert not _spm.write(folder)  # GPT-2 style bytes: not SentencePiece's layout
     monkeypatch.setattr(_spm, "_convertible", lambda spec: pytest.fail("parsed again"))
     assert _spm.ensure(folder) is None  # the refusal is remembered
+    unwritable = tmp_path / "read-only"
+    shutil.copytree(spm_dir, unwritable)
+    (unwritable / _spm.FACTS).unlink(missing_ok=True)
+    monkeypatch.setattr(_spm.os, "access", lambda path, mode: False)
+    assert _spm.ensure(unwritable) is None  # not converted where it cannot be saved
     assert not isinstance(TextTokenizer.from_folder(folder).backend_tokenizer, _spm.SpmBackend)
