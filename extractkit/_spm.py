@@ -36,8 +36,9 @@ _FORMAT = 2
 _NORMALIZER = {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}
 _PRE_TOKENIZERS = (None, {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious",
                           "invert": False})  # splits on " " after " " became "\u2581": never splits
-_DECODER = {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
-                                             {"type": "ByteFallback"}, {"type": "Fuse"}]}
+# tokenizers' decoder of this layout (also how `_grammars/llguidance.py` recognizes it)
+DECODER = {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+                                            {"type": "ByteFallback"}, {"type": "Fuse"}]}
 _NORMAL, _UNKNOWN, _USER_DEFINED, _BYTE = 1, 2, 4, 6  # sentencepiece_model.proto's piece types
 
 
@@ -110,6 +111,8 @@ def _utf8_or_replaced(run: bytearray) -> str:
 
 
 def _identity(file: Path) -> list[int]:
+    # Size and mtime only, not `_machine.file_identity` (path and inode): the base model's
+    # folder is converted under a temporary name and renamed into place afterwards.
     info = file.stat()
     return [info.st_size, info.st_mtime_ns]
 
@@ -119,9 +122,11 @@ def ensure(folder: Path) -> SpmBackend | None:
 
     A folder this process cannot write (a read-only shared cache) is not converted: every
     process would pay the conversion and then parse tokenizer.json anyway."""
-    if _facts(folder) is None and os.access(folder, os.W_OK):
+    backend = load(folder)
+    if backend is None and _facts(folder) is None and os.access(folder, os.W_OK):
         write(folder)
-    return load(folder)
+        backend = load(folder)
+    return backend
 
 
 def _facts(folder: Path) -> dict | None:
@@ -179,7 +184,7 @@ def _convertible(spec: dict) -> dict | None:
     if (model.get("type") != "BPE" or not model.get("byte_fallback") or model.get("dropout")
             or model.get("continuing_subword_prefix") or model.get("end_of_word_suffix") or model.get("ignore_merges")
             or spec.get("normalizer") != _NORMALIZER or spec.get("pre_tokenizer") not in _PRE_TOKENIZERS
-            or spec.get("decoder") != _DECODER):
+            or spec.get("decoder") != DECODER):
         return None
     vocab: dict[str, int] = model["vocab"]
     if sorted(vocab.values()) != list(range(len(vocab))) or any(f"<0x{b:02X}>" not in vocab for b in range(256)):

@@ -9,6 +9,8 @@ from typing import Any
 
 import llguidance
 
+from .. import _spm
+
 # llguidance precomputes "slices" of the vocabulary (every token a simple string regex allows)
 # so a mask inside a JSON string is a copy, not a walk of the token trie. Its default four cost
 # ~0.7 s of a 2-core cold start on Gemma's 262k tokens. Our grammars' strings are compact JSON
@@ -104,10 +106,6 @@ class _Encoder:
         return self.backend.encode(text, add_special_tokens=False).ids
 
 
-_SENTENCEPIECE_DECODER = [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
-                          {"type": "ByteFallback"}, {"type": "Fuse"}]
-
-
 def token_bytes(backend: Any, vocab_size: int) -> list[bytes] | None:
     """Every token id's bytes, for the two vocabulary layouts read here exactly; else None.
 
@@ -147,7 +145,7 @@ def _layout(backend: Any) -> str | None:
     decoder = json.loads(backend.decoder.__getstate__()) if backend.decoder is not None else {}
     if decoder.get("type") == "ByteLevel":
         return "byte-level"
-    if decoder.get("type") == "Sequence" and decoder.get("decoders") == _SENTENCEPIECE_DECODER:
+    if decoder.get("type") == "Sequence" and decoder.get("decoders") == _spm.DECODER["decoders"]:
         return "sentencepiece"
     return None
 
